@@ -1,0 +1,100 @@
+"""Work-arounds for known incompatibilities between nerfstudio 1.1.5 and its newer dependencies.
+
+* ``torch.load`` defaults to ``weights_only=True`` since torch 2.6, and nerfstudio 1.1.5 loads its own
+  checkpoints with the default. Those checkpoints hold numpy scalars (the learning-rate schedulers'
+  ``_last_lr``), which the restricted unpickler refuses, so ``ns-viewer --load-config`` and
+  ``eval_setup`` fail with "Weights only load failed". :func:`allow_nerfstudio_checkpoints` adds exactly
+  the numpy scalar and dtype reconstructors to torch's allow-list; nothing else is loosened.
+* torchmetrics' LPIPS downloads AlexNet weights when constructed. :func:`offline_lpips` builds it when
+  its weights are already cached and otherwise puts a stand-in there with one log line, so the model
+  trains, loads and exports offline.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from contextlib import contextmanager
+from typing import Any, Iterator, List
+
+LOGGER = logging.getLogger(__name__)
+_ALLOWED = False
+
+
+def _numpy_checkpoint_globals() -> List[Any]:
+    import numpy as np
+
+    allowed: List[Any] = [np.dtype]
+    for module_name in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        try:
+            module = __import__(module_name, fromlist=["scalar"])
+        except ImportError:
+            continue
+        scalar = getattr(module, "scalar", None)
+        if scalar is not None and scalar not in allowed:
+            allowed.append(scalar)
+    dtypes = getattr(np, "dtypes", None)
+    if dtypes is not None:
+        for name in ("Float64DType", "Float32DType", "Float16DType", "Int64DType", "Int32DType", "BoolDType"):
+            dtype_class = getattr(dtypes, name, None)
+            if dtype_class is not None:
+                allowed.append(dtype_class)
+    return allowed
+
+
+def allow_nerfstudio_checkpoints() -> None:
+    """Let ``torch.load(weights_only=True)`` read nerfstudio checkpoints (idempotent)."""
+    global _ALLOWED
+    if _ALLOWED:
+        return
+    import torch
+
+    add_safe_globals = getattr(torch.serialization, "add_safe_globals", None)
+    if add_safe_globals is not None:  # torch < 2.4 loads everything anyway
+        add_safe_globals(_numpy_checkpoint_globals())
+    _ALLOWED = True
+
+
+ALEXNET_WEIGHTS = "alexnet-owt-7be5be79.pth"
+
+
+def lpips_weights_cached() -> bool:
+    """True when torchvision's AlexNet weights (needed by LPIPS) are in torch's hub cache."""
+    import torch
+
+    return (Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_WEIGHTS).is_file()
+
+
+class MissingLpips:
+    """Stands in for LPIPS when it cannot be built offline; the model drops the metric."""
+
+    unavailable = True
+
+    def __call__(self, *_: Any) -> Any:
+        import torch
+
+        return torch.tensor(float("nan"))
+
+
+@contextmanager
+def offline_lpips() -> Iterator[None]:
+    """While active, constructing torchmetrics' LPIPS never downloads.
+
+    With AlexNet's weights cached (``$TORCH_HOME/hub/checkpoints/alexnet-owt-7be5be79.pth``) the real
+    LPIPS is built; otherwise a :class:`MissingLpips` is, with one log line, and no download is tried.
+    """
+    from torchmetrics.image import lpip
+
+    original = lpip.LearnedPerceptualImagePatchSimilarity
+
+    def build(*args: Any, **kwargs: Any) -> Any:
+        if lpips_weights_cached():
+            return original(*args, **kwargs)
+        LOGGER.warning("LPIPS left out of eval metrics: %s is not cached (no download is tried).", ALEXNET_WEIGHTS)
+        return MissingLpips()
+
+    lpip.LearnedPerceptualImagePatchSimilarity = build  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        lpip.LearnedPerceptualImagePatchSimilarity = original  # type: ignore[misc]
