@@ -1,0 +1,125 @@
+"""The three feature heads: semantic f(x), instance h(x) and relation g(x, z).
+
+Each head has its own multi-resolution hash grid (nerfstudio's ``HashEncoding``) and MLP, built with
+``implementation`` "tcnn" (tiny-cuda-nn, when installed) or "torch" (nerfstudio falls back to torch when
+tcnn is absent). Heads take positions already normalised to [0, 1] (contracted scene space) and are
+evaluated only at the few highest-weight samples of each ray; see :func:`composite_topk`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Tuple
+
+import torch
+from nerfstudio.field_components.encodings import HashEncoding
+from nerfstudio.field_components.mlp import MLP
+from torch import Tensor, nn
+
+Implementation = Literal["tcnn", "torch"]
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """Hash grid and MLP sizes of one head."""
+
+    num_levels: int = 12
+    min_res: int = 16
+    max_res: int = 512
+    log2_hashmap_size: int = 19
+    features_per_level: int = 4
+    hidden_dim: int = 128
+    num_layers: int = 2
+
+
+def _grid(spec: GridSpec, implementation: Implementation) -> HashEncoding:
+    return HashEncoding(
+        num_levels=spec.num_levels,
+        min_res=spec.min_res,
+        max_res=spec.max_res,
+        log2_hashmap_size=spec.log2_hashmap_size,
+        features_per_level=spec.features_per_level,
+        implementation=implementation,
+    )
+
+
+class FeatureHead(nn.Module):
+    """Hash grid -> MLP -> ``out_dim`` features."""
+
+    def __init__(self, out_dim: int, spec: GridSpec, implementation: Implementation) -> None:
+        super().__init__()
+        self.encoding = _grid(spec, implementation)
+        self.mlp = MLP(
+            in_dim=self.encoding.get_out_dim(),
+            num_layers=spec.num_layers,
+            layer_width=spec.hidden_dim,
+            out_dim=out_dim,
+            implementation="torch",
+        )
+
+    def forward(self, positions: Tensor) -> Tensor:
+        shape = positions.shape[:-1]
+        features = self.mlp(self.encoding(positions.reshape(-1, 3)))
+        return features.reshape(*shape, -1).float()
+
+
+class RelationHead(nn.Module):
+    """g(x, z): the relation of the object at ``x`` to the object at the query position ``z``.
+
+    The input is the hash encoding of x, the hash encoding of z (the same grid) and the offset z - x, so
+    spatial predicates ("higher than", "standing on") can use geometry directly.
+    """
+
+    def __init__(self, out_dim: int, spec: GridSpec, implementation: Implementation) -> None:
+        super().__init__()
+        self.encoding = _grid(spec, implementation)
+        grid_dim = self.encoding.get_out_dim()
+        self.mlp = MLP(
+            in_dim=2 * grid_dim + 3,
+            num_layers=spec.num_layers + 1,
+            layer_width=spec.hidden_dim,
+            out_dim=out_dim,
+            implementation="torch",
+        )
+
+    def encode_query(self, query: Tensor) -> Tensor:
+        """Encoding of query positions ``[..., 3]`` (cache it when one query serves many points)."""
+        return self.encoding(query.reshape(-1, 3)).reshape(*query.shape[:-1], -1)
+
+    def forward(self, positions: Tensor, query: Tensor, query_encoding: Tensor | None = None) -> Tensor:
+        """Relation features at ``positions [..., 3]`` with query positions broadcastable to them."""
+        query = query.expand_as(positions)
+        shape = positions.shape[:-1]
+        enc_x = self.encoding(positions.reshape(-1, 3))
+        if query_encoding is None:
+            enc_z = self.encoding(query.reshape(-1, 3))
+        else:
+            enc_z = query_encoding.expand(*shape, query_encoding.shape[-1]).reshape(-1, query_encoding.shape[-1])
+        offset = (query - positions).reshape(-1, 3)
+        features = self.mlp(torch.cat([enc_x, enc_z.to(enc_x.dtype), offset.to(enc_x.dtype)], dim=-1))
+        return features.reshape(*shape, -1).float()
+
+
+def topk_samples(positions: Tensor, weights: Tensor, k: int) -> Tuple[Tensor, Tensor]:
+    """The ``k`` highest-weight samples of each ray, detached from the geometry.
+
+    Args:
+        positions: [N, S, 3] sample positions.
+        weights: [N, S, 1] rendering weights.
+
+    Returns:
+        positions [N, k, 3] and weights [N, k, 1] normalised to sum to one per ray (rays with no weight
+        get uniform weights), both detached so feature losses cannot deform the density field.
+    """
+    k = min(k, weights.shape[1])
+    w = weights.detach()[..., 0]
+    top_w, top_i = torch.topk(w, k, dim=-1)
+    top_p = torch.gather(positions.detach(), 1, top_i[..., None].expand(-1, -1, 3))
+    total = top_w.sum(dim=-1, keepdim=True)
+    norm = torch.where(total > 1e-8, top_w / total.clamp_min(1e-8), torch.full_like(top_w, 1.0 / k))
+    return top_p, norm[..., None]
+
+
+def composite(features: Tensor, weights: Tensor) -> Tensor:
+    """Weighted sum over samples: [N, k, D] x [N, k, 1] -> [N, D]."""
+    return (features * weights).sum(dim=-2)

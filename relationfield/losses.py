@@ -1,0 +1,124 @@
+"""Training losses of the feature heads, on plain tensors (no nerfstudio objects).
+
+Every loss takes per-ray predictions and targets plus a validity mask and returns a scalar that is
+zero (with a gradient path) when no ray is valid, so a batch without labels never produces NaNs.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _masked_mean(values: Tensor, weights: Tensor) -> Tensor:
+    total = weights.sum()
+    if total <= 0:
+        return values.sum() * 0.0
+    return (values * weights).sum() / total
+
+
+def cosine_loss(pred: Tensor, target: Tensor, weights: Tensor) -> Tensor:
+    """Weighted mean of ``1 - cos(pred, target)`` over rays; ``weights`` is [N] (0 = ignore)."""
+    cos = F.cosine_similarity(pred, target.to(pred.dtype), dim=-1)
+    return _masked_mean(1.0 - cos, weights.to(pred.dtype))
+
+
+def instance_contrastive_loss(
+    features: Tensor, mask_ids: Tensor, image_ids: Tensor, margin: float = 1.0
+) -> Tensor:
+    """Contrastive loss on instance features.
+
+    Rays on the same mask of the same image attract (squared distance); rays on different masks of
+    the same image repel until they are ``margin`` apart (squared hinge). Rays of different images
+    are not compared (mask ids do not carry across images), nor are unlabelled rays (``mask_ids < 0``).
+
+    Args:
+        features: [N, d] instance features (normalised inside).
+        mask_ids: [N] global mask id of each ray, -1 where unlabelled.
+        image_ids: [N] image index of each ray.
+    """
+    feats = F.normalize(features, dim=-1)
+    valid = mask_ids >= 0
+    same_image = (image_ids[:, None] == image_ids[None, :]) & valid[:, None] & valid[None, :]
+    same_image.fill_diagonal_(False)
+    same_mask = mask_ids[:, None] == mask_ids[None, :]
+    positive = same_image & same_mask
+    negative = same_image & ~same_mask
+    dist = torch.cdist(feats, feats)
+    zero = feats.sum() * 0.0
+    pos_loss = (dist[positive] ** 2).mean() if positive.any() else zero
+    neg_loss = (F.relu(margin - dist[negative]) ** 2).mean() if negative.any() else zero
+    return pos_loss + neg_loss
+
+
+def relation_targets_onehot(predicate_ids: Tensor, num_predicates: int) -> Tensor:
+    """Multi-hot positives over ``[predicates..., none]`` from padded predicate ids.
+
+    Args:
+        predicate_ids: [N, K] predicate indices padded with -1; a row of all -1 means "none".
+        num_predicates: P, the size of the capture's predicate table.
+
+    Returns:
+        [N, P + 1] bool; column P is "none".
+    """
+    n = predicate_ids.shape[0]
+    positives = torch.zeros(n, num_predicates + 1, dtype=torch.bool, device=predicate_ids.device)
+    rows, cols = torch.nonzero(predicate_ids >= 0, as_tuple=True)
+    positives[rows, predicate_ids[rows, cols]] = True
+    positives[:, num_predicates] = ~positives[:, :num_predicates].any(dim=1)
+    return positives
+
+
+def multi_positive_contrastive_loss(
+    pred: Tensor, table: Tensor, positives: Tensor, weights: Tensor, temperature: float = 0.1
+) -> Tensor:
+    """InfoNCE against a table of text embeddings with several positives per row.
+
+    ``-log(sum_{p in pos} softmax(cos(pred, table) / T)_p)``: every predicate of a pair is a positive
+    and all the capture's other relation texts (and "none") are negatives, which keeps antonyms such
+    as "bigger than" / "smaller than" apart even though their text embeddings are close.
+
+    Args:
+        pred: [N, D] rendered relation features.
+        table: [P + 1, D] predicate embeddings with "none" last.
+        positives: [N, P + 1] bool.
+        weights: [N] per-ray weights (0 = ignore).
+    """
+    logits = F.normalize(pred, dim=-1) @ F.normalize(table.to(pred.dtype), dim=-1).T / temperature
+    log_all = torch.logsumexp(logits, dim=-1)
+    log_pos = torch.logsumexp(logits.masked_fill(~positives, float("-inf")), dim=-1)
+    has_pos = positives.any(dim=-1)
+    per_ray = torch.where(has_pos, log_all - log_pos, torch.zeros_like(log_all))
+    return _masked_mean(per_ray, weights.to(pred.dtype) * has_pos.to(pred.dtype))
+
+
+def relation_loss(
+    pred: Tensor,
+    target_embedding: Tensor,
+    positives: Tensor,
+    table: Tensor,
+    valid: Tensor,
+    none_weight: float,
+    contrastive_weight: float,
+    temperature: float = 0.1,
+    is_none: Optional[Tensor] = None,
+) -> Tensor:
+    """Cosine loss to the pair's relation (or "none") embedding plus the multi-positive contrastive term.
+
+    Pairs without a relation ("none") are down-weighted by ``none_weight`` because uniformly paired
+    rays are almost all "none".
+    """
+    if is_none is None:
+        is_none = positives[:, -1]
+    weights = valid.to(pred.dtype) * torch.where(
+        is_none, torch.full_like(pred[:, 0], none_weight), torch.ones_like(pred[:, 0])
+    )
+    loss = cosine_loss(pred, target_embedding, weights)
+    if contrastive_weight > 0:
+        loss = loss + contrastive_weight * multi_positive_contrastive_loss(
+            pred, table, positives, weights, temperature
+        )
+    return loss

@@ -1,0 +1,69 @@
+"""Shared fixtures and the network guard.
+
+Every test runs offline: Hugging Face libraries are put in offline mode, and any attempt to open a
+connection to a host other than loopback fails the test (even when library code swallows the error).
+Tests may start their own servers on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from pathlib import Path
+from typing import List
+
+import pytest
+
+for _name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ[_name] = "1"
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+NETWORK_ATTEMPTS: List[str] = []
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _is_loopback(address) -> bool:
+    if not isinstance(address, tuple):  # AF_UNIX paths and the like stay on this machine
+        return True
+    host = str(address[0])
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _guarded(real):
+    def connect(self, address):
+        if not _is_loopback(address):
+            NETWORK_ATTEMPTS.append(repr(address))
+            raise ConnectionRefusedError(f"tests may not reach the network (tried {address!r})")
+        return real(self, address)
+
+    return connect
+
+
+socket.socket.connect = _guarded(_real_connect)  # type: ignore[method-assign]
+socket.socket.connect_ex = _guarded(_real_connect_ex)  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def no_network_attempts():
+    """Fail any test during which something tried to reach a non-loopback host."""
+    start = len(NETWORK_ATTEMPTS)
+    yield
+    attempts = NETWORK_ATTEMPTS[start:]
+    assert not attempts, f"the test tried to reach the network: {attempts}"
+
+
+@pytest.fixture(scope="session")
+def synth_capture(tmp_path_factory) -> Path:
+    """A small synthetic capture (24 frames at 96x72, seed 0), generated once per session."""
+    from relationfield.synth import generate_capture
+
+    out = tmp_path_factory.mktemp("synth") / "capture"
+    generate_capture(out, seed=0, num_frames=24, resolution=(96, 72), progress=False)
+    return out

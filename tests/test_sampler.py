@@ -1,0 +1,102 @@
+"""Pairing rules of the pairwise pixel sampler (no nerfstudio objects)."""
+
+from dataclasses import dataclass
+from typing import List
+
+import pytest
+import torch
+
+from relationfield.sampler import PairSampler, sample_in_masks
+
+
+@dataclass
+class FakeLabels:
+    """Two 20x30 frames: frame 0 has masks 1 (left block) and 2 (right block) and relation 1 -> 2;
+    frame 1 has one mask and no relation."""
+
+    segments: List[torch.Tensor]
+    mask_offsets: torch.Tensor
+    mask_boxes: torch.Tensor
+    relation_frame: torch.Tensor
+    relation_subject: torch.Tensor
+    relation_object: torch.Tensor
+
+    def relation_lookup(self, subject, obj):
+        out = torch.full_like(subject, -1)
+        for r, (s, o) in enumerate(zip(self.relation_subject.tolist(), self.relation_object.tolist())):
+            out[(subject == s) & (obj == o)] = r
+        return out
+
+
+@pytest.fixture
+def labels():
+    f0 = torch.zeros(20, 30, dtype=torch.uint8)
+    f0[2:6, 2:8] = 1
+    f0[10:18, 20:28] = 2
+    f1 = torch.zeros(20, 30, dtype=torch.uint8)
+    f1[5:15, 5:25] = 1
+    return FakeLabels(
+        segments=[f0, f1],
+        mask_offsets=torch.tensor([0, 2, 3]),
+        mask_boxes=torch.tensor([[2, 2, 5, 7], [10, 20, 17, 27], [5, 5, 14, 24]], dtype=torch.int16),
+        relation_frame=torch.tensor([0]),
+        relation_subject=torch.tensor([0]),
+        relation_object=torch.tensor([1]),
+    )
+
+
+SIZES = [(20, 30), (20, 30)]
+
+
+@pytest.mark.parametrize("num_rays", [1, 2, 3, 7, 64, 1001])
+def test_any_batch_size_pairs_within_one_image(labels, num_rays):
+    batch = PairSampler(labels, images_per_batch=4, relation_pair_fraction=0.5).sample([0, 1], SIZES, num_rays)
+    assert batch.y.shape == (num_rays,)
+    assert (batch.partner[batch.partner] == torch.arange(num_rays)).all()  # partner of partner is self
+    assert (batch.image == batch.image[batch.partner]).all()
+    assert ((batch.y >= 0) & (batch.y < 20) & (batch.x >= 0) & (batch.x < 30)).all()
+
+
+def test_relation_pairs_hit_subject_and_object_masks(labels):
+    sampler = PairSampler(labels, images_per_batch=1, relation_pair_fraction=1.0, seed=3)
+    batch = sampler.sample([0], SIZES[:1], 200)
+    first = torch.arange(0, 200, 2)
+    assert batch.from_relation[first].all()
+    assert (labels.segments[0][batch.y[first], batch.x[first]] == 1).all()
+    assert (labels.segments[0][batch.y[first + 1], batch.x[first + 1]] == 2).all()
+    assert (batch.relation[first] == 0).all()  # subject -> object is labelled
+    assert (batch.relation[first + 1] == -1).all()  # object -> subject is not
+
+
+def test_uniform_pairs_and_mask_ids(labels):
+    batch = PairSampler(labels, images_per_batch=2, relation_pair_fraction=0.0).sample([0, 1], SIZES, 4000)
+    assert not batch.from_relation.any()
+    frame = batch.image  # image position == frame here
+    local = torch.stack([labels.segments[int(f)][y, x] for f, y, x in zip(frame, batch.y, batch.x)]).long()
+    expected = torch.where(local > 0, labels.mask_offsets[frame] + local - 1, -1)
+    assert (batch.mask == expected).all()
+    # uniform pairs cover the whole image
+    assert batch.y.min() == 0 and batch.y.max() == 19 and batch.x.min() == 0 and batch.x.max() == 29
+    # both images used, in blocks
+    assert set(batch.image.tolist()) == {0, 1}
+
+
+def test_relation_fraction_is_respected(labels):
+    batch = PairSampler(labels, images_per_batch=1, relation_pair_fraction=0.3, seed=1).sample([0], SIZES[:1], 4000)
+    share = batch.from_relation.float().mean().item()
+    assert 0.25 < share < 0.35
+
+
+def test_frames_without_relations_fall_back_to_uniform(labels):
+    batch = PairSampler(labels, images_per_batch=1, relation_pair_fraction=1.0).sample([1], SIZES[1:], 100)
+    assert not batch.from_relation.any()
+
+
+def test_sample_in_masks_reports_misses():
+    seg = torch.zeros(10, 10, dtype=torch.uint8)
+    seg[0, 0] = 1
+    gen = torch.Generator().manual_seed(0)
+    y, x, ok = sample_in_masks(seg, torch.tensor([1, 2]), torch.tensor([[0, 0, 9, 9], [0, 0, 9, 9]]), gen, candidates=4)
+    assert not ok[1]
+    if ok[0]:
+        assert (y[0], x[0]) == (0, 0)
