@@ -1,0 +1,231 @@
+"""nerfstudio glue: feeds the label store to rays.
+
+The data manager opens the label store next to the capture, checks that it matches the frames, draws
+training rays in pairs with :class:`relationfield.sampler.PairSampler`, and adds each ray's targets to
+the batch (its mask's semantic embedding, the relation embedding of (mask(ray) -> mask(partner)) or
+"none", and the multi-hot predicate positives). Labels stay compact (one embedding per mask and per
+relation); targets are gathered per batch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Literal, Optional, Sequence, Tuple, Type, Union
+
+import torch
+from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
+from nerfstudio.data.datasets.base_dataset import InputDataset
+from nerfstudio.data.pixel_samplers import PixelSampler, PixelSamplerConfig
+from nerfstudio.data.utils.data_utils import get_depth_image_from_path
+from nerfstudio.utils.rich_utils import CONSOLE
+
+from relationfield.errors import UserError
+from relationfield.losses import relation_targets_onehot
+from relationfield.model import LABEL_SPEC_KEY, LabelSpec
+from relationfield.sampler import PairSampler
+
+_DOWNSCALED_IMAGES = re.compile(r"^images_\d+/")
+
+
+class RelationFieldDataset(InputDataset):
+    """nerfstudio's InputDataset, plus the frame's depth map when depth supervision is on."""
+
+    def __init__(self, dataparser_outputs, scale_factor: float = 1.0, load_depth: bool = False) -> None:
+        super().__init__(dataparser_outputs, scale_factor)
+        depth_files = self.metadata.get("depth_filenames")
+        self.load_depth = bool(load_depth and depth_files)
+        if load_depth and not depth_files:
+            CONSOLE.print("[yellow]Depth supervision requested but the capture has no depth_file_path; it is off.")
+
+    def get_metadata(self, data: Dict) -> Dict:
+        if not self.load_depth:
+            return {}
+        index = data["image_idx"]
+        height = int(self._dataparser_outputs.cameras.height[index])
+        width = int(self._dataparser_outputs.cameras.width[index])
+        scale = self.metadata.get("depth_unit_scale_factor", 1e-3) * self._dataparser_outputs.dataparser_scale
+        depth = get_depth_image_from_path(
+            filepath=self.metadata["depth_filenames"][index], height=height, width=width, scale_factor=scale
+        )
+        return {"depth_image": depth}
+
+
+class PairPixelSampler(PixelSampler):
+    """nerfstudio PixelSampler that samples ray pairs with :class:`PairSampler`."""
+
+    def __init__(self, config: PixelSamplerConfig, pair_sampler: PairSampler, **kwargs) -> None:
+        super().__init__(config, **kwargs)
+        self.pair_sampler = pair_sampler
+
+    def sample(self, image_batch: Dict) -> Dict:
+        images = image_batch["image"]
+        image_idx = image_batch["image_idx"].cpu()
+        sizes: List[Tuple[int, int]] = [(int(img.shape[0]), int(img.shape[1])) for img in images]
+        pairs = self.pair_sampler.sample(image_idx.tolist(), sizes, self.num_rays_per_batch)
+        batch: Dict = {}
+        for key, value in image_batch.items():
+            if key == "image_idx" or value is None:
+                continue
+            if isinstance(value, torch.Tensor):
+                batch[key] = value[pairs.image.to(value.device), pairs.y.to(value.device), pairs.x.to(value.device)]
+            elif isinstance(value, list) and value and isinstance(value[0], torch.Tensor):
+                batch[key] = torch.stack([value[i][y, x] for i, y, x in zip(pairs.image, pairs.y, pairs.x)])
+        batch["indices"] = torch.stack([image_idx[pairs.image], pairs.y, pairs.x], dim=-1)
+        batch["partner"] = pairs.partner
+        batch["mask_id"] = pairs.mask
+        batch["relation_id"] = pairs.relation
+        batch["from_relation"] = pairs.from_relation
+        return batch
+
+
+@dataclass
+class RelationFieldDataManagerConfig(VanillaDataManagerConfig):
+    """Data manager that feeds RelationField's label store to ray pairs."""
+
+    _target: Type = field(default_factory=lambda: RelationFieldDataManager)
+    labels_dir: Optional[Path] = None
+    """Label store directory (default: DATA/relationfield)."""
+    images_per_batch: int = 8
+    """Images one training batch is spread over (pairs are drawn within an image)."""
+    relation_pair_fraction: float = 0.5
+    """Share of ray pairs drawn from labelled relations (the rest are uniform pairs, mostly "none")."""
+    depth_supervision: bool = False
+    """Load frames' depth_file_path maps and supervise expected depth with them."""
+    sampler_seed: int = 0
+    """Seed of the pair sampler."""
+
+
+def capture_dir(data: Path) -> Path:
+    """The capture directory of a dataparser ``data`` path (a folder or its transforms.json)."""
+    data = Path(data)
+    return data if data.is_dir() else data.parent
+
+
+def frame_names(image_filenames: Sequence[Path], root: Path) -> List[str]:
+    """Image paths relative to the capture, with nerfstudio's downscaled folders mapped back to images/."""
+    names = []
+    for path in image_filenames:
+        try:
+            name = Path(path).resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            name = Path(path).as_posix()
+        names.append(_DOWNSCALED_IMAGES.sub("images/", name))
+    return names
+
+
+def read_label_spec(labels_dir: Path) -> LabelSpec:
+    """Embedding sizes and encoders from a label store's manifest (cheap: no frames are read)."""
+    manifest_path = labels_dir / "manifest.json"
+    if not manifest_path.is_file():
+        raise UserError(
+            f"No label store at {labels_dir} (missing manifest.json). Create one with `relationfield label-gt "
+            "--data CAPTURE` for a synthetic capture, or with the preprocessing commands (masks, relations, "
+            "embed) for a real one, or point --pipeline.datamanager.labels-dir at it."
+        )
+    manifest = json.loads(manifest_path.read_text())
+    try:
+        return LabelSpec(
+            semantic_dim=int(manifest["semantic"]["dim"]),
+            relation_dim=int(manifest["relation"]["dim"]),
+            semantic_encoder=str(manifest["semantic"]["encoder"]),
+            relation_encoder=str(manifest["relation"]["encoder"]),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise UserError(f"{manifest_path} is not a RelationField label manifest ({error})") from error
+
+
+class RelationFieldDataManager(VanillaDataManager[RelationFieldDataset]):
+    """VanillaDataManager that trains on ray pairs and adds label targets to each batch."""
+
+    config: RelationFieldDataManagerConfig
+
+    def __init__(
+        self,
+        config: RelationFieldDataManagerConfig,
+        device: Union[torch.device, str] = "cpu",
+        test_mode: Literal["test", "val", "inference"] = "val",
+        world_size: int = 1,
+        local_rank: int = 0,
+        **kwargs,
+    ) -> None:
+        self.labels = None
+        super().__init__(config, device, test_mode, world_size, local_rank, **kwargs)
+        self.train_dataset.metadata[LABEL_SPEC_KEY] = read_label_spec(self.labels_dir)
+
+    @property
+    def labels_dir(self) -> Path:
+        config = self.config
+        root = capture_dir(Path(config.data if config.data is not None else config.dataparser.data))
+        return Path(config.labels_dir) if config.labels_dir is not None else root / "relationfield"
+
+    def create_train_dataset(self) -> RelationFieldDataset:
+        return RelationFieldDataset(
+            self.train_dataparser_outputs, self.config.camera_res_scale_factor, self.config.depth_supervision
+        )
+
+    def create_eval_dataset(self) -> RelationFieldDataset:
+        return RelationFieldDataset(
+            self.dataparser.get_dataparser_outputs(split=self.test_split),
+            self.config.camera_res_scale_factor,
+            self.config.depth_supervision,
+        )
+
+    def open_labels(self):
+        """Open the label store for the train frames followed by the eval frames (cached)."""
+        if self.labels is None:
+            from relationfield.labels import LabelStore
+
+            root = capture_dir(Path(self.config.dataparser.data))
+            names = frame_names(self.train_dataset.image_filenames, root)
+            names += frame_names(self.eval_dataset.image_filenames, root)
+            self.labels = LabelStore.open(self.labels_dir, data_dir=root, frame_names=names)
+            if not bool(self.labels.labelled[: len(self.train_dataset)].any()):
+                raise UserError(f"The label store at {self.labels_dir} labels none of the training frames.")
+        return self.labels
+
+    def setup_train(self) -> None:
+        labels = self.open_labels()
+        super().setup_train()
+        pair_sampler = PairSampler(
+            labels,
+            images_per_batch=self.config.images_per_batch,
+            relation_pair_fraction=self.config.relation_pair_fraction,
+            seed=self.config.sampler_seed,
+        )
+        self.train_pixel_sampler = PairPixelSampler(
+            self.config.pixel_sampler, pair_sampler, num_rays_per_batch=self.config.train_num_rays_per_batch
+        )
+        none = labels.none_embedding.float()[None]
+        self._relation_table = torch.cat([labels.predicate_embeddings.float(), none], dim=0)
+
+    def add_targets(self, batch: Dict) -> Dict:
+        """Gather each ray's label targets from the store into the batch."""
+        labels = self.labels
+        assert labels is not None
+        mask = batch["mask_id"]
+        partner = batch["partner"]
+        relation = batch["relation_id"]
+        has_relation = relation >= 0
+        batch["semantic_target"] = labels.mask_embeddings[mask.clamp_min(0)].float()
+        none = labels.none_embedding.float()[None].expand(len(relation), -1)
+        batch["relation_target"] = torch.where(
+            has_relation[:, None], labels.relation_embeddings[relation.clamp_min(0)].float(), none
+        )
+        predicates = labels.relation_predicates[relation.clamp_min(0)]
+        predicates = torch.where(has_relation[:, None], predicates, torch.full_like(predicates, -1))
+        batch["relation_positives"] = relation_targets_onehot(predicates, len(labels.predicates))
+        batch["relation_valid"] = (mask >= 0) & (mask[partner] >= 0)
+        batch["relation_table"] = self._relation_table
+        return batch
+
+    def next_train(self, step: int) -> Tuple[RayBundle, Dict]:
+        ray_bundle, batch = super().next_train(step)
+        batch = self.add_targets(batch)
+        if ray_bundle.metadata is None:
+            ray_bundle.metadata = {}
+        ray_bundle.metadata["partner"] = batch["partner"][:, None].to(ray_bundle.origins.device)
+        return ray_bundle, batch
