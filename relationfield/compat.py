@@ -5,7 +5,7 @@
   ``_last_lr``), which the restricted unpickler refuses, so ``ns-viewer --load-config`` and
   ``eval_setup`` fail with "Weights only load failed". :func:`allow_nerfstudio_checkpoints` adds exactly
   the numpy scalar and dtype reconstructors to torch's allow-list; nothing else is loosened.
-* torchmetrics' LPIPS downloads AlexNet weights when constructed. :func:`offline_lpips` builds it when
+* torchmetrics' LPIPS downloads AlexNet weights when constructed. :func:`install_offline_lpips` builds it when
   its weights are already cached and otherwise puts a stand-in there with one log line, so the model
   trains, loads and exports offline.
 """
@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from contextlib import contextmanager
-from typing import Any, Iterator, List
+from typing import Any, List
 
 LOGGER = logging.getLogger(__name__)
 _ALLOWED = False
@@ -76,16 +75,19 @@ class MissingLpips:
         return torch.tensor(float("nan"))
 
 
-@contextmanager
-def offline_lpips() -> Iterator[None]:
-    """While active, constructing torchmetrics' LPIPS never downloads.
+def install_offline_lpips() -> None:
+    """Make constructing torchmetrics' LPIPS safe offline, for every model in this process (idempotent).
 
     With AlexNet's weights cached (``$TORCH_HOME/hub/checkpoints/alexnet-owt-7be5be79.pth``) the real
-    LPIPS is built; otherwise a :class:`MissingLpips` is, with one log line, and no download is tried.
+    LPIPS is built as before; otherwise a :class:`MissingLpips` is, with one log line, and no download is
+    tried. nerfstudio imports plugins before it builds any model, so this also lets stock ``nerfacto``
+    start offline (its LPIPS metric then reads NaN).
     """
     from torchmetrics.image import lpip
 
     original = lpip.LearnedPerceptualImagePatchSimilarity
+    if getattr(original, "_relationfield_offline_safe", False):
+        return
 
     def build(*args: Any, **kwargs: Any) -> Any:
         if lpips_weights_cached():
@@ -93,8 +95,5 @@ def offline_lpips() -> Iterator[None]:
         LOGGER.warning("LPIPS left out of eval metrics: %s is not cached (no download is tried).", ALEXNET_WEIGHTS)
         return MissingLpips()
 
+    build._relationfield_offline_safe = True  # type: ignore[attr-defined]
     lpip.LearnedPerceptualImagePatchSimilarity = build  # type: ignore[misc]
-    try:
-        yield
-    finally:
-        lpip.LearnedPerceptualImagePatchSimilarity = original  # type: ignore[misc]

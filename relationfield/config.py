@@ -21,12 +21,13 @@ from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 
-from relationfield.compat import allow_nerfstudio_checkpoints
+from relationfield.compat import allow_nerfstudio_checkpoints, install_offline_lpips
 from relationfield.datamanager import RelationFieldDataManagerConfig
 from relationfield.heads import GridSpec
 from relationfield.model import RelationFieldModelConfig
 
 allow_nerfstudio_checkpoints()
+install_offline_lpips()
 
 
 def default_device() -> str:

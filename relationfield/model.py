@@ -21,7 +21,7 @@ from nerfstudio.model_components.losses import scale_gradients_by_distance_squar
 from torch import Tensor
 from torch.nn import Parameter
 
-from relationfield.compat import offline_lpips
+from relationfield.compat import install_offline_lpips
 from relationfield.heads import FeatureHead, GridSpec, RelationHead, composite, topk_samples
 from relationfield.losses import cosine_loss, instance_contrastive_loss, relation_loss
 
@@ -77,8 +77,8 @@ class RelationFieldModel(NerfactoModel):
     config: RelationFieldModelConfig
 
     def populate_modules(self) -> None:
-        with offline_lpips():
-            super().populate_modules()
+        install_offline_lpips()
+        super().populate_modules()
         spec = self.kwargs.get("metadata", {}).get(LABEL_SPEC_KEY)
         if not isinstance(spec, LabelSpec):
             raise ValueError(

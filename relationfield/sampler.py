@@ -13,7 +13,7 @@ adapter lives in :mod:`relationfield.datamanager`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Protocol, Sequence, Tuple
+from typing import Callable, Dict, List, Protocol, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -80,6 +80,20 @@ def sample_in_masks(
     return ys[rows, first], xs[rows, first], ok
 
 
+def _segment_to_image(seg_shape, height: int, width: int) -> Callable[[Tensor, Tensor], Tuple[Tensor, Tensor]]:
+    """Map segment-map pixels to image pixels (label maps may be stored at another resolution)."""
+    seg_h, seg_w = int(seg_shape[0]), int(seg_shape[1])
+
+    def convert(y: Tensor, x: Tensor) -> Tuple[Tensor, Tensor]:
+        if (seg_h, seg_w) == (height, width):
+            return y, x
+        iy = ((y.double() + 0.5) * height / seg_h).long().clamp(0, height - 1)
+        ix = ((x.double() + 0.5) * width / seg_w).long().clamp(0, width - 1)
+        return iy, ix
+
+    return convert
+
+
 class PairSampler:
     """Draws pair batches from the frames of a label store.
 
@@ -107,6 +121,7 @@ class PairSampler:
         self._relations_sorted = order
         self._relation_starts = torch.cumsum(counts, 0) - counts
         self._relation_counts = counts
+        self._image_sizes: Dict[int, Tuple[int, int]] = {}
 
     def _randint(self, high: int, size: int) -> Tensor:
         return torch.randint(0, max(high, 1), (size,), generator=self.generator)
@@ -138,7 +153,9 @@ class PairSampler:
         oy, ox, o_ok = sample_in_masks(segments, obj - offset + 1, self.labels.mask_boxes[obj], self.generator)
         ok = s_ok & o_ok
         slots = torch.nonzero(draws, as_tuple=True)[0][ok]
-        ya[slots], xa[slots], yb[slots], xb[slots] = sy[ok], sx[ok], oy[ok], ox[ok]
+        to_image = _segment_to_image(segments.shape, height, width)
+        ya[slots], xa[slots] = to_image(sy[ok], sx[ok])
+        yb[slots], xb[slots] = to_image(oy[ok], ox[ok])
         from_relation[slots] = True
         return ya, xa, yb, xb, from_relation
 
@@ -149,7 +166,11 @@ class PairSampler:
             select = frames == frame
             if frame >= len(self.labels.segments):
                 continue
-            local = self.labels.segments[frame][y[select], x[select]].long()
+            segments = self.labels.segments[frame]
+            height, width = self._image_sizes.get(frame, segments.shape)
+            sy = (y[select] * segments.shape[0]) // height
+            sx = (x[select] * segments.shape[1]) // width
+            local = segments[sy.clamp_max(segments.shape[0] - 1), sx.clamp_max(segments.shape[1] - 1)].long()
             out[select] = torch.where(local > 0, int(self.labels.mask_offsets[frame]) + local - 1, -1)
         return out
 
@@ -192,6 +213,7 @@ class PairSampler:
             x = torch.cat([x, self._randint(width, 1)])
             partner = torch.cat([partner, torch.tensor([num_rays - 1])])
             from_relation = torch.cat([from_relation, torch.zeros(1, dtype=torch.bool)])
+        self._image_sizes = {int(f): tuple(size) for f, size in zip(frames, sizes)}
         frame_of_ray = torch.as_tensor([int(f) for f in frames], dtype=torch.long)[image]
         mask = self.mask_ids(frame_of_ray, y, x)
         relation = torch.full_like(mask, -1)

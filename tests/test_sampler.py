@@ -100,3 +100,12 @@ def test_sample_in_masks_reports_misses():
     assert not ok[1]
     if ok[0]:
         assert (y[0], x[0]) == (0, 0)
+
+
+def test_labels_stored_at_another_resolution(labels):
+    """Images downscaled by 2 (nerfstudio's images_2): pixels map onto the 20x30 label maps."""
+    sampler = PairSampler(labels, images_per_batch=1, relation_pair_fraction=1.0, seed=2)
+    batch = sampler.sample([0], [(10, 15)], 100)
+    assert (batch.y < 10).all() and (batch.x < 15).all()
+    first = torch.arange(0, 100, 2)
+    assert (batch.mask[first] == 0).all() and (batch.mask[first + 1] == 1).all()
