@@ -1,0 +1,14 @@
+"""Procedural indoor scenes rendered into posed captures with ground truth.
+
+``generate_capture`` builds a room (floor, walls, ceiling) furnished from primitive shapes with
+labels from the 3DSSG vocabulary, derives ground-truth relations from the geometry
+(:mod:`relationfield.synth.relations`), ray-casts RGB, depth and instance images from varied camera
+positions and writes a nerfstudio-readable capture (:mod:`relationfield.synth.capture`). It is the
+project's default data set, test fixture and benchmark. Only numpy, trimesh (with embreex), Pillow
+and rich are needed; torch and nerfstudio are not imported.
+"""
+
+from relationfield.synth.capture import SynthSummary, generate_capture
+from relationfield.synth.layout import LAYOUTS
+
+__all__ = ["LAYOUTS", "SynthSummary", "generate_capture"]
