@@ -150,7 +150,7 @@ def _pair_relation_features(model, bundle, subject_pixels: Tensor, object_pixels
     partner = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
     rays.metadata = dict(rays.metadata or {})
     rays.metadata["partner"] = partner[:, None].to(rays.origins.device)
-    outputs = model.get_outputs(rays)
+    outputs = model(rays)  # forward applies the near/far collider
     return outputs["relation"][:n]
 
 
