@@ -77,7 +77,7 @@ def _check_inputs(output: Path, seed: int, num_frames: int, resolution: tuple[in
             raise UserError(f"output {output} exists and is not a directory")
         if any(output.iterdir()) and not overwrite:
             raise UserError(
-                f"output directory {output} is not empty; pass overwrite=True (or choose another directory)"
+                f"output directory {output} is not empty; pass --overwrite (overwrite=True in Python) or choose another directory"
             )
     return output, (int(width), int(height))
 

@@ -1,0 +1,143 @@
+"""Training benchmark: relationfield-lite against nerfacto on the same capture, machine and run.
+
+Both methods use the same geometry settings (relationfield-lite's hash grids, samplers and rays per
+batch) and train for the same number of steps through nerfstudio's train loop. Reported:
+
+* step time of each method (median of the trainer's per-iteration timings after warm-up) and the ratio;
+* eval-split PSNR of each method and the difference (RelationField's target: within 0.5 dB);
+* RelationField's held-out semantic and relation accuracies (per predicate).
+
+Usage (writes the capture and labels itself unless --capture is given):
+
+    python scripts/benchmark_training.py --steps 1000 --num-frames 60 --resolution 128x96 --output bench/
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import tyro
+
+
+@dataclass
+class Args:
+    output: Path = Path("bench")
+    """Working directory (capture, runs, results.json)."""
+    capture: Optional[Path] = None
+    """Use this labelled capture instead of generating one."""
+    steps: int = 1000
+    """Training steps of each method."""
+    num_frames: int = 60
+    """Frames of the generated synthetic capture."""
+    resolution: str = "128x96"
+    """Resolution of the generated capture (WxH)."""
+    seed: int = 0
+    """Scene seed."""
+    relation_noise: float = 0.0
+    """Label noise for label-gt."""
+
+
+def _timed_train(config) -> list:
+    """Train through nerfstudio's loop; returns per-iteration seconds."""
+    from nerfstudio.engine.trainer import Trainer
+
+    times: list = []
+    original = Trainer.train_iteration
+
+    def timed(self, step):
+        start = time.perf_counter()
+        result = original(self, step)
+        times.append(time.perf_counter() - start)
+        return result
+
+    from nerfstudio.scripts.train import main as train_main
+
+    Trainer.train_iteration = timed  # type: ignore[method-assign]
+    try:
+        train_main(config)
+    finally:
+        Trainer.train_iteration = original  # type: ignore[method-assign]
+    return times
+
+
+def _common(config, capture: Path, output: Path, steps: int) -> None:
+    config.pipeline.datamanager.data = capture
+    config.output_dir = output
+    config.vis = "tensorboard"
+    config.max_num_iterations = steps
+    config.steps_per_save = steps
+    config.steps_per_eval_batch = steps + 1
+    config.steps_per_eval_image = steps + 1
+    config.steps_per_eval_all_images = steps + 1
+
+
+def nerfacto_like(lite) -> object:
+    """nerfacto with relationfield-lite's geometry settings and batch (no feature heads, no depth)."""
+    from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConfig
+    from nerfstudio.models.nerfacto import NerfactoModelConfig
+
+    config = lite
+    model = lite.pipeline.model
+    shared = {name: getattr(model, name) for name in NerfactoModelConfig.__dataclass_fields__ if name != "_target"}
+    config.pipeline.model = NerfactoModelConfig(**shared)
+    dm = lite.pipeline.datamanager
+    config.pipeline.datamanager = VanillaDataManagerConfig(
+        dataparser=dm.dataparser,
+        train_num_rays_per_batch=dm.train_num_rays_per_batch,
+        eval_num_rays_per_batch=dm.eval_num_rays_per_batch,
+    )
+    config.method_name = "nerfacto-lite-baseline"
+    config.optimizers = {k: v for k, v in lite.optimizers.items() if k != "relationfield_heads"}
+    return config
+
+
+def main(args: Args) -> None:
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    from relationfield.cli import parse_resolution
+    from relationfield.config import relationfield_lite_config
+    from relationfield.diagnostics import evaluate_heads, summarise
+    from relationfield.encoders import load_text_encoder
+    from relationfield.labels.gt_labeler import label_from_ground_truth
+    from relationfield.synth import generate_capture
+
+    args.output.mkdir(parents=True, exist_ok=True)
+    capture = args.capture
+    if capture is None:
+        capture = args.output / "capture"
+        generate_capture(
+            capture, seed=args.seed, num_frames=args.num_frames, resolution=parse_resolution(args.resolution),
+            overwrite=True,
+        )
+        label_from_ground_truth(capture, relation_noise=args.relation_noise)
+
+    results: dict = {"steps": args.steps, "capture": str(capture)}
+    for name in ("relationfield-lite", "nerfacto"):
+        config = relationfield_lite_config()
+        if name == "nerfacto":
+            config = nerfacto_like(config)
+        _common(config, capture, args.output / "runs", args.steps)
+        times = _timed_train(config)
+        steady = times[min(20, len(times) // 4):]
+        _, pipeline, _, _ = eval_setup(config.get_base_dir() / "config.yml", test_mode="val")
+        metrics = pipeline.get_average_eval_image_metrics()
+        results[name] = {"step_seconds": statistics.median(steady), "eval_psnr": float(metrics["psnr"])}
+        if name == "relationfield-lite":
+            report = evaluate_heads(pipeline, load_text_encoder(pipeline.model.label_spec.semantic_encoder))
+            results[name]["heads"] = report.as_dict()
+            for row in summarise(report):
+                print(*row)
+    rf, nf = results["relationfield-lite"], results["nerfacto"]
+    results["step_time_ratio"] = rf["step_seconds"] / nf["step_seconds"]
+    results["psnr_difference_db"] = rf["eval_psnr"] - nf["eval_psnr"]
+    (args.output / "results.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps({k: v for k, v in results.items() if k != "relationfield-lite" or True}, indent=2))
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
