@@ -162,11 +162,15 @@ def test_save_load_render_round_trip(trained_run, tmp_path):
     for key in ("rgb", "depth", "semantic", "instance"):
         assert torch.allclose(out_a[key], out_b[key], atol=1e-5), key
 
-    # the render reproduces the training image far better than its best constant colour does
-    image = first.datamanager.train_dataset[0]["image"][..., :3]
-    psnr = -10 * torch.log10(torch.mean((out_a["rgb"].cpu() - image) ** 2))
-    flat = -10 * torch.log10(torch.mean((image.mean(dim=(0, 1)) - image) ** 2))
-    assert psnr > flat + 4.0, (float(psnr), float(flat))
+    # renders reproduce the training images clearly better than their best constant colours do
+    dataset = first.datamanager.train_dataset
+    psnrs, flats = [], []
+    for i in range(0, len(dataset), 4):
+        image = dataset[i]["image"][..., :3]
+        rgb = first.model.get_outputs_for_camera(dataset.cameras[i : i + 1])["rgb"].cpu()
+        psnrs.append(float(-10 * torch.log10(torch.mean((rgb - image) ** 2))))
+        flats.append(float(-10 * torch.log10(torch.mean((image.mean(dim=(0, 1)) - image) ** 2))))
+    assert sum(psnrs) / len(psnrs) > sum(flats) / len(flats) + 1.0, (psnrs, flats)
 
 
 @pytest.mark.slow
