@@ -188,3 +188,17 @@ def test_resume_keeps_the_label_store(trained_run):
     assert labels is not None and labels.num_relations > 0
     _, losses, _ = trainer.pipeline.get_train_loss_dict(trainer._start_step)
     assert {"semantic_loss", "relation_loss", "instance_loss"} <= set(losses)
+
+
+@pytest.mark.slow
+def test_stock_nerfacto_trains_on_a_synth_capture(synth_capture, tmp_path):
+    """The synth contract is plain nerfstudio data, and with the plugin installed nerfacto starts offline."""
+    ns_train = Path(sys.executable).with_name("ns-train")
+    command = [
+        str(ns_train), "nerfacto", "--machine.device-type", "cpu", "--max-num-iterations", "3",
+        "--vis", "tensorboard", "--output-dir", str(tmp_path), "--pipeline.datamanager.train-num-rays-per-batch", "256",
+        "nerfstudio-data", "--data", str(synth_capture),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list(tmp_path.glob("*/nerfacto/*/nerfstudio_models/step-*.ckpt"))
