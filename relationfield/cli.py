@@ -11,9 +11,11 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Literal, Optional, Tuple
+from typing import Dict, List, Literal, Optional, Tuple, Union
 
+import numpy as np
 import tyro
+from typing_extensions import Annotated
 
 from relationfield.errors import UserError
 
@@ -103,11 +105,222 @@ class LabelGt:
         print(f"Wrote the label store to {labels_dir}")
 
 
-Command = Callable[[], None]
+def _progress():
+    """A rich progress bar factory for the extraction's steps."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-SUBCOMMANDS: Dict[str, type] = {
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+
+    def start(description: str, total: int):
+        task = bar.add_task(description, total=total)
+        return lambda step: bar.advance(task, step)
+
+    return bar, start
+
+
+@dataclass
+class ExportSceneGraph:
+    """Extract the 3D scene graph of a trained run: OUT/scene_graph.json (networkx node-link, world frame),
+    OUT/scene_graph.png and OUT/points.ply (surface points coloured by node)."""
+
+    load_config: Path
+    """config.yml of a relationfield or relationfield-lite run."""
+    output_dir: Path
+    """Directory to write the files to."""
+    object_vocab: Optional[Path] = None
+    """Object classes, one per line (default: the 160 3DSSG classes in configs/)."""
+    predicate_vocab: Optional[Path] = None
+    """Predicates, one per line (default: the 26 3DSSG predicates in configs/)."""
+    all_pairs: bool = False
+    """Score every ordered pair of objects, not only those within --max-distance."""
+    max_distance: float = 3.0
+    """Candidate pairs are objects whose boxes are at most this far apart (world units)."""
+    max_views: int = 30
+    """Training views rendered to find surface points."""
+
+    def main(self) -> None:
+        import time
+
+        from relationfield.extract import ExtractionConfig, extract_scene_graph
+        from relationfield.query import FieldQuery
+        from relationfield.scene_graph import write_scene_graph
+        from relationfield.vocab import object_vocab, predicate_vocab
+
+        objects, predicates = object_vocab(self.object_vocab), predicate_vocab(self.predicate_vocab)
+        query = FieldQuery.load(self.load_config)
+        config = ExtractionConfig(all_pairs=self.all_pairs, max_distance=self.max_distance, max_views=self.max_views)
+        start = time.perf_counter()
+        bar, progress = _progress()
+        with bar:
+            result = extract_scene_graph(query, objects, predicates, config, progress)
+        seconds = time.perf_counter() - start
+        result.graph.metadata.update({"load_config": str(self.load_config), "extraction_seconds": round(seconds, 2)})
+        paths = write_scene_graph(result.graph, self.output_dir, result.points_world, result.point_node)
+        if not result.graph.nodes:
+            print("warning: clustering found no objects; wrote an empty but valid scene graph", file=sys.stderr)
+        print(f"{len(result.graph.nodes)} objects, {len(result.graph.links)} scored pairs in {seconds:.1f} s")
+        for name, path in paths.items():
+            print(f"  {name}: {path}")
+
+
+@dataclass
+class ExportPointcloud:
+    """Write the trained run's surface points coloured by instance cluster (OUT/points.ply)."""
+
+    load_config: Path
+    """config.yml of a relationfield or relationfield-lite run."""
+    output_dir: Path
+    """Directory to write points.ply to."""
+    max_views: int = 30
+    """Training views rendered to find surface points."""
+
+    def main(self) -> None:
+        from relationfield.extract import ExtractionConfig, instance_point_cloud
+        from relationfield.query import FieldQuery
+        from relationfield.scene_graph import node_colors, write_ply
+
+        query = FieldQuery.load(self.load_config)
+        bar, progress = _progress()
+        with bar:
+            world, labels = instance_point_cloud(query, ExtractionConfig(max_views=self.max_views), progress)
+        ids = sorted({int(i) for i in labels})
+        palette = dict(zip(ids, node_colors(ids)))
+        colors = np.stack([palette[int(i)] for i in labels]) if len(labels) else np.zeros((0, 3), np.uint8)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        path = self.output_dir / "points.ply"
+        write_ply(path, world, colors, labels)
+        print(f"{len(world)} points in {len([i for i in ids if i >= 0])} instances: {path}")
+
+
+ExportTarget = Union[
+    Annotated[ExportSceneGraph, tyro.conf.subcommand("scene-graph")],
+    Annotated[ExportPointcloud, tyro.conf.subcommand("pointcloud")],
+]
+
+
+@dataclass
+class Eval:
+    """Score a predicted scene graph against ground truth (3DSSG-style recalls; protocol in README).
+    Prints a markdown table and writes eval.json and eval.md next to the prediction (or to --output-dir)."""
+
+    pred: Path
+    """scene_graph.json written by `relationfield export scene-graph`."""
+    gt: Path
+    """Ground truth: a synth capture's ground_truth/scene_graph.json, or 3DSSG relationships.json."""
+    output_dir: Optional[Path] = None
+    """Where to write eval.json and eval.md (default: the prediction's directory)."""
+    min_iou: float = 0.1
+    """Minimum 3D box IoU for a predicted node to match a ground-truth object."""
+    min_extent: float = 0.1
+    """Boxes are padded to at least this side length before IoU (surface points of walls are flat)."""
+    ignore_labels: Tuple[str, ...] = ()
+    """Ground-truth labels to leave out of every count (e.g. floor wall ceiling)."""
+    node_map: Optional[Path] = None
+    """For 3DSSG ground truth (no geometry): JSON {predicted node id: ground-truth object id}."""
+    scan: Optional[str] = None
+    """For 3DSSG ground truth with several scans: the scan id."""
+
+    def main(self) -> None:
+        from relationfield.metrics import evaluate_files
+
+        result = evaluate_files(
+            self.pred,
+            self.gt,
+            output_dir=self.output_dir or self.pred.parent,
+            min_iou=self.min_iou,
+            min_extent=self.min_extent,
+            ignore_labels=self.ignore_labels,
+            node_map_path=self.node_map,
+            scan=self.scan,
+        )
+        print(result.to_markdown())
+
+
+@dataclass
+class Query:
+    """Ask a trained run a question: an object query ("chair") or a relation query ("standing on", with
+    --reference naming the object it is relative to). Prints the best-matching objects with scores."""
+
+    load_config: Path
+    """config.yml of a relationfield or relationfield-lite run."""
+    text: tyro.conf.Positional[str]
+    """The query; phrases after ';' become extra negatives (e.g. "chair; sofa")."""
+    reference: Optional[str] = None
+    """Relation query: the reference object, as text ("table") or as a node id of the scene graph ("#3")."""
+    top: int = 5
+    """How many objects to print."""
+    image: Optional[Path] = None
+    """Also write a PNG of the relevancy rendered from a training view (see --view)."""
+    view: int = 0
+    """Training view rendered for --image."""
+
+    def main(self) -> None:
+        from relationfield.extract import ExtractionConfig, label_nodes, segment
+        from relationfield.query import FieldQuery
+        from relationfield.vocab import object_vocab
+
+        query = FieldQuery.load(self.load_config)
+        config = ExtractionConfig()
+        bar, progress = _progress()
+        with bar:
+            seg = segment(query, config, progress)
+        nodes = {node.id: node for node in label_nodes(query, seg, object_vocab(), config)}
+        if not nodes:
+            raise UserError("clustering found no objects in this run; train longer or check the labels")
+        reference_points = None
+        if self.reference is None:
+            scores = {i: float(query.object_relevancy(seg.node_points(i), self.text).mean()) for i in nodes}
+            print(f"Objects matching {self.text!r}:")
+        else:
+            ref = self._reference(query, seg, nodes)
+            reference_points = seg.node_points(ref)
+            picks = reference_points[torch_randperm(len(reference_points))[:16]]
+            scores = {
+                i: float(query.relation_relevancy(seg.node_points(i), picks, self.text).mean()) for i in nodes if i != ref
+            }
+            print(f"Objects that are {self.text!r} {nodes[ref].label} #{ref}:")
+        for node_id, score in sorted(scores.items(), key=lambda item: -item[1])[: self.top]:
+            node = nodes[node_id]
+            centre = ", ".join(f"{v:.2f}" for v in node.centroid)
+            print(f"  {score:.3f}  {node.label} #{node_id}  at ({centre})")
+        if self.image is not None:
+            self._write_image(query, reference_points)
+
+    def _reference(self, query, seg, nodes) -> int:
+        assert self.reference is not None
+        if self.reference.startswith("#"):
+            node_id = int(self.reference[1:]) if self.reference[1:].isdigit() else -1
+            if node_id not in nodes:
+                raise UserError(f"no object {self.reference}; ids are {sorted(nodes)}")
+            return node_id
+        relevancy = {i: float(query.object_relevancy(seg.node_points(i), self.reference).mean()) for i in nodes}
+        return max(relevancy, key=relevancy.__getitem__)
+
+    def _write_image(self, query, reference_points) -> None:
+        from PIL import Image
+
+        from nerfstudio.utils import colormaps
+
+        reference = None if reference_points is None else reference_points.mean(0)
+        relevancy = query.render_relevancy(self.view, self.text, reference)
+        rgb = colormaps.apply_colormap(relevancy[..., None], colormaps.ColormapOptions("turbo"))
+        self.image.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((rgb.numpy() * 255).astype(np.uint8)).save(self.image)
+        print(f"relevancy image: {self.image}")
+
+
+def torch_randperm(n: int):
+    import torch
+
+    return torch.randperm(n, generator=torch.Generator().manual_seed(0))
+
+
+SUBCOMMANDS: Dict[str, object] = {
     "synth": Synth,
     "label-gt": LabelGt,
+    "export": ExportTarget,
+    "eval": Eval,
+    "query": Query,
 }
 
 

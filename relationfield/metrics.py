@@ -48,6 +48,8 @@ RELATION_KS: tuple[int, ...] = (1, 50, 100)
 
 NONE_PREDICATE = "none"
 DEFAULT_MIN_IOU = 0.1
+DEFAULT_MIN_EXTENT = 0.1
+"""Boxes are padded to at least this side length (metres) before IoU matching (see :func:`pad_box`)."""
 #: Products of scores that differ by less than this relative amount count as ties (against us):
 #: (a * b) * c and (c * b) * a may differ in the last bit although they are the same number.
 TRIPLET_REL_TOL = 1e-9
@@ -477,7 +479,9 @@ def _parse_node_map(node_map: Mapping[Any, Any], where: str = "the node map") ->
 # Matching
 
 
-def _match_by_iou(pred: _Prediction, objects: Sequence[_GtObject], min_iou: float) -> list[Match]:
+def _match_by_iou(
+    pred: _Prediction, objects: Sequence[_GtObject], min_iou: float, min_extent: float = 0.0
+) -> list[Match]:
     """One-to-one node/object assignment maximising the summed IoU of pairs with IoU >= min_iou."""
     nodes = sorted(pred.nodes.values(), key=lambda n: n.id)
     missing = [n.id for n in nodes if n.aabb is None]
@@ -485,7 +489,9 @@ def _match_by_iou(pred: _Prediction, objects: Sequence[_GtObject], min_iou: floa
         raise UserError(f"prediction nodes {missing[:5]} have no aabb; IoU matching needs one (or give a node map)")
     if not nodes or not objects:
         return []
-    iou = _iou_matrix([n.aabb for n in nodes], [o.aabb for o in objects])  # type: ignore[misc]
+    iou = _iou_matrix(
+        [pad_box(*n.aabb, min_extent) for n in nodes], [pad_box(*o.aabb, min_extent) for o in objects]  # type: ignore[misc]
+    )
     eligible = np.where(iou >= min_iou, iou, 0.0)
     rows, cols = linear_sum_assignment(eligible, maximize=True)
     matches = [
@@ -494,6 +500,18 @@ def _match_by_iou(pred: _Prediction, objects: Sequence[_GtObject], min_iou: floa
         if iou[r, c] >= min_iou
     ]
     return sorted(matches, key=lambda m: m.gt_id)
+
+
+def pad_box(lo: Sequence[float], hi: Sequence[float], min_extent: float) -> Box:
+    """The box grown symmetrically so that every side is at least ``min_extent`` long.
+
+    Surface points of a wall or a floor give a box of almost no thickness, whose IoU with any solid
+    box is close to zero however well it is placed; padding both sides to ``min_extent`` (default
+    0.1 m) makes planar objects comparable while leaving objects larger than that untouched.
+    """
+    lo_arr, hi_arr = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+    grow = np.maximum(0.0, min_extent - (hi_arr - lo_arr)) / 2.0
+    return (tuple(lo_arr - grow), tuple(hi_arr + grow))  # type: ignore[return-value]
 
 
 def _iou_matrix(a: Sequence[Box], b: Sequence[Box]) -> np.ndarray:
@@ -606,6 +624,7 @@ def evaluate(
     gt: dict[str, Any],
     *,
     min_iou: float = DEFAULT_MIN_IOU,
+    min_extent: float = DEFAULT_MIN_EXTENT,
     ignore_labels: Sequence[str] = (),
     node_map: Mapping[int, int] | None = None,
     scan: str | None = None,
@@ -634,7 +653,7 @@ def evaluate(
         raise UserError("3DSSG ground truth has no geometry: give a node map (prediction node id -> GT object id)")
     else:
         objects = [obj for _, obj in sorted(truth.objects.items())]
-        all_matches, matching = _match_by_iou(prediction, objects, float(min_iou)), MATCHING_IOU
+        all_matches, matching = _match_by_iou(prediction, objects, float(min_iou), float(min_extent)), MATCHING_IOU
     # Ignored objects take part in the matching (a floor node pairs with the floor, not with a rug),
     # then their matches are dropped with them.
     matches = [m for m in all_matches if m.gt_id in kept_ids]
@@ -694,6 +713,7 @@ def evaluate_files(
     *,
     output_dir: Path | None = None,
     min_iou: float = DEFAULT_MIN_IOU,
+    min_extent: float = DEFAULT_MIN_EXTENT,
     ignore_labels: Sequence[str] = (),
     node_map_path: Path | None = None,
     scan: str | None = None,
@@ -705,7 +725,9 @@ def evaluate_files(
     if node_map_path is not None:
         node_map = _parse_node_map(_read_json(Path(node_map_path), "node map file"), f"node map {node_map_path}")
     try:
-        result = evaluate(pred, gt, min_iou=min_iou, ignore_labels=ignore_labels, node_map=node_map, scan=scan)
+        result = evaluate(
+            pred, gt, min_iou=min_iou, min_extent=min_extent, ignore_labels=ignore_labels, node_map=node_map, scan=scan
+        )
     except UserError as exc:
         raise UserError(f"evaluating {pred_path} against {gt_path}: {exc}") from exc
     if output_dir is not None:

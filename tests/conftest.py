@@ -67,3 +67,40 @@ def synth_capture(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "capture"
     generate_capture(out, seed=0, num_frames=24, resolution=(96, 72), progress=False)
     return out
+
+
+LEARN_STEPS = 300
+"""Steps of the shared short training run (a few minutes on a 2-core CPU)."""
+
+
+def lite_config(capture: Path, labels_dir: Path, output_dir: Path, steps: int):
+    """relationfield-lite for tests: CPU, no viewer, a checkpoint at the end."""
+    from relationfield.config import relationfield_lite_config
+
+    config = relationfield_lite_config()
+    config.pipeline.datamanager.data = capture
+    config.pipeline.datamanager.labels_dir = labels_dir
+    config.output_dir = output_dir
+    config.vis = "tensorboard"
+    config.max_num_iterations = steps
+    config.steps_per_save = steps
+    config.machine.device_type = "cpu"
+    return config
+
+
+@pytest.fixture(scope="session")
+def labels_dir(synth_capture, tmp_path_factory) -> Path:
+    """Ground-truth label store of the shared synthetic capture (written outside the capture)."""
+    from relationfield.labels.gt_labeler import label_from_ground_truth
+
+    return label_from_ground_truth(synth_capture, labels_dir=tmp_path_factory.mktemp("labels"), progress=False)
+
+
+@pytest.fixture(scope="session")
+def trained_run(synth_capture, labels_dir, tmp_path_factory) -> Path:
+    """config.yml of a relationfield-lite run trained for LEARN_STEPS steps through nerfstudio's loop."""
+    from nerfstudio.scripts.train import main as train_main
+
+    config = lite_config(synth_capture, labels_dir, tmp_path_factory.mktemp("runs"), LEARN_STEPS)
+    train_main(config)
+    return config.get_base_dir() / "config.yml"

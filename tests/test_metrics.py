@@ -556,3 +556,23 @@ def test_module_imports_no_torch() -> None:
     code = "import sys, relationfield.metrics; print(any(m in sys.modules for m in ('torch', 'nerfstudio')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_planar_nodes_match_thin_ground_truth_slabs_after_padding():
+    """A wall seen as surface points has a box of ~zero thickness; padding to min_extent lets it match."""
+    from relationfield.metrics import evaluate, pad_box
+
+    gt = {
+        "objects": [{"id": 1, "label": "wall", "aabb": {"min": [0.0, 0.0, 0.0], "max": [4.0, 0.1, 2.5]}}],
+        "relationships": [],
+    }
+    pred = {
+        "format": "relationfield-scene-graph", "version": 1, "directed": True, "multigraph": False,
+        "nodes": [{"id": 7, "label": "wall", "label_scores": [["wall", 0.9]], "centroid": [2.0, 0.1, 1.25],
+                   "aabb": {"min": [0.0, 0.1, 0.0], "max": [4.0, 0.1, 2.5]}, "point_count": 100}],
+        "links": [],
+    }
+    assert evaluate(pred, gt, min_extent=0.0).object_recall[1] == 0.0
+    assert evaluate(pred, gt, min_extent=0.1).object_recall[1] == 1.0
+    lo, hi = pad_box([0, 0, 0], [1, 0, 0.02], 0.1)
+    assert lo == (0.0, -0.05, -0.04) and hi == (1.0, 0.05, 0.06)

@@ -12,42 +12,7 @@ import torch
 
 from relationfield.errors import StaleLabelsError, UserError
 
-LEARN_STEPS = 300
-
-
-def lite_config(capture: Path, labels_dir: Path, output_dir: Path, steps: int):
-    from relationfield.config import relationfield_lite_config
-
-    config = relationfield_lite_config()
-    config.pipeline.datamanager.data = capture
-    config.pipeline.datamanager.labels_dir = labels_dir
-    config.output_dir = output_dir
-    config.vis = "tensorboard"
-    config.max_num_iterations = steps
-    config.steps_per_save = steps
-    config.machine.device_type = "cpu"
-    return config
-
-
-def train(config) -> Path:
-    from nerfstudio.scripts.train import main as train_main
-
-    train_main(config)
-    return config.get_base_dir() / "config.yml"
-
-
-@pytest.fixture(scope="module")
-def labels_dir(synth_capture, tmp_path_factory) -> Path:
-    from relationfield.labels.gt_labeler import label_from_ground_truth
-
-    return label_from_ground_truth(synth_capture, labels_dir=tmp_path_factory.mktemp("labels"), progress=False)
-
-
-@pytest.fixture(scope="module")
-def trained_run(synth_capture, labels_dir, tmp_path_factory) -> Path:
-    """config.yml of a run trained for LEARN_STEPS steps."""
-    config = lite_config(synth_capture, labels_dir, tmp_path_factory.mktemp("runs"), LEARN_STEPS)
-    return train(config)
+from conftest import LEARN_STEPS, lite_config
 
 
 def test_methods_are_registered_with_nerfstudio():
@@ -162,15 +127,23 @@ def test_save_load_render_round_trip(trained_run, tmp_path):
     for key in ("rgb", "depth", "semantic", "instance"):
         assert torch.allclose(out_a[key], out_b[key], atol=1e-5), key
 
-    # renders reproduce the training images clearly better than their best constant colours do
+    # the trained field reproduces training views far better than an untrained one of the same config
+    import yaml
+
+    untrained = yaml.load(trained_run.read_text(), Loader=yaml.Loader).pipeline.setup(device="cpu", test_mode="inference")
+    untrained.eval()
     dataset = first.datamanager.train_dataset
-    psnrs, flats = [], []
-    for i in range(0, len(dataset), 4):
-        image = dataset[i]["image"][..., :3]
-        rgb = first.model.get_outputs_for_camera(dataset.cameras[i : i + 1])["rgb"].cpu()
-        psnrs.append(float(-10 * torch.log10(torch.mean((rgb - image) ** 2))))
-        flats.append(float(-10 * torch.log10(torch.mean((image.mean(dim=(0, 1)) - image) ** 2))))
-    assert sum(psnrs) / len(psnrs) > sum(flats) / len(flats) + 1.0, (psnrs, flats)
+
+    def mean_psnr(pipeline) -> float:
+        values = []
+        for i in range(0, len(dataset), 4):
+            image = dataset[i]["image"][..., :3]
+            rgb = pipeline.model.get_outputs_for_camera(dataset.cameras[i : i + 1])["rgb"].cpu()
+            values.append(float(-10 * torch.log10(torch.mean((rgb - image) ** 2))))
+        return sum(values) / len(values)
+
+    trained_psnr, untrained_psnr = mean_psnr(first), mean_psnr(untrained)
+    assert trained_psnr > untrained_psnr + 3.0, (trained_psnr, untrained_psnr)
 
 
 @pytest.mark.slow

@@ -1,0 +1,210 @@
+"""Object, relation and predicate queries against a trained RelationField run.
+
+This is the one code path behind ``relationfield query``, ``relationfield export`` and the viewer.
+Queries use the text encoders recorded in the run's label-store manifest, so a run trained with
+MiniLM labels is queried with MiniLM and one trained with jina/CLIP with those.
+
+Relevancy follows LERF: for a positive text and each negative text, the softmax of the two cosine
+similarities (temperature ``RELEVANCY_TEMPERATURE``) gives the positive's share; the relevancy is the
+smallest share over the negatives, in [0, 1]. Canonical negatives are added to the user's (phrases after
+";" in a query become extra negatives).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from relationfield.errors import UserError
+
+OBJECT_NEGATIVES: Tuple[str, ...] = ("object", "things", "stuff", "texture")
+RELATION_NEGATIVES: Tuple[str, ...] = ("none", "next to", "and")
+RELEVANCY_TEMPERATURE = 0.1
+RELATIONFIELD_METHODS = ("relationfield", "relationfield-lite")
+
+
+@dataclass(frozen=True)
+class ParsedQuery:
+    positive: str
+    negatives: Tuple[str, ...]
+
+
+def parse_query(text: str, canonical: Sequence[str]) -> ParsedQuery:
+    """``"positive; extra negative; ..."`` -> positive text and negatives (canonical + extra)."""
+    parts = [part.strip() for part in text.split(";")]
+    if not parts or not parts[0]:
+        raise UserError(f"empty query {text!r}: write the text to look for, e.g. 'chair' or 'standing on'")
+    extra = [p for p in parts[1:] if p]
+    negatives = tuple(dict.fromkeys([*canonical, *extra]))
+    return ParsedQuery(parts[0], tuple(n for n in negatives if n != parts[0]))
+
+
+def pairwise_relevancy(features: Tensor, positive: Tensor, negatives: Tensor, temperature: float = RELEVANCY_TEMPERATURE) -> Tensor:
+    """LERF-style relevancy of ``features [N, D]`` for ``positive [D]`` against ``negatives [M, D]``."""
+    feats = F.normalize(features.float(), dim=-1)
+    pos = feats @ F.normalize(positive.float(), dim=-1)
+    if negatives.numel() == 0:
+        return torch.sigmoid(pos / temperature)
+    neg = feats @ F.normalize(negatives.float(), dim=-1).T
+    return torch.sigmoid((pos[:, None] - neg) / temperature).min(dim=-1).values
+
+
+def _chunks(n: int, size: int):
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+class FieldQuery:
+    """Queries on a loaded RelationField pipeline (points are in nerfstudio's normalised frame)."""
+
+    def __init__(self, pipeline, chunk: int = 1 << 15) -> None:
+        from relationfield.model import RelationFieldModel
+
+        if not isinstance(pipeline.model, RelationFieldModel):
+            raise UserError(f"the run's model is {type(pipeline.model).__name__}, not a RelationField model")
+        self.pipeline = pipeline
+        self.model = pipeline.model
+        self.chunk = chunk
+        self._text_cache: Dict[Tuple[str, str], Tensor] = {}
+
+    @classmethod
+    def load(cls, config_path: Path) -> "FieldQuery":
+        """Load a run from its config.yml (on the GPU when there is one, else the CPU)."""
+        return cls(load_pipeline(config_path))
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    # ----------------------------------------------------------------- text
+    def encode(self, texts: Sequence[str], space: str = "semantic") -> Tensor:
+        """Text embeddings in the semantic or relation space of the run (cached per text)."""
+        from relationfield.encoders import load_text_encoder
+
+        spec = self.model.label_spec
+        name = spec.semantic_encoder if space == "semantic" else spec.relation_encoder
+        missing = [t for t in dict.fromkeys(texts) if (name, t) not in self._text_cache]
+        if missing:
+            encoded = load_text_encoder(name).encode(missing)
+            for text, row in zip(missing, encoded):
+                self._text_cache[(name, text)] = row
+        return torch.stack([self._text_cache[(name, t)] for t in texts]).to(self.device)
+
+    # --------------------------------------------------------------- frames
+    def to_world(self, points: Tensor) -> Tensor:
+        """nerfstudio frame -> the capture's world frame (undoes the dataparser transform and scale)."""
+        outputs = self.pipeline.datamanager.train_dataparser_outputs
+        transform = outputs.dataparser_transform.to(points)
+        scaled = points / outputs.dataparser_scale
+        return (scaled - transform[:, 3]) @ transform[:, :3]
+
+    def to_model(self, points: Tensor) -> Tensor:
+        """The capture's world frame -> nerfstudio frame."""
+        outputs = self.pipeline.datamanager.train_dataparser_outputs
+        transform = outputs.dataparser_transform.to(points)
+        return (points @ transform[:, :3].T + transform[:, 3]) * outputs.dataparser_scale
+
+    # ------------------------------------------------------------ features
+    @torch.no_grad()
+    def semantic(self, points: Tensor) -> Tensor:
+        return self._head(self.model.semantic_head, points)
+
+    @torch.no_grad()
+    def instance(self, points: Tensor) -> Tensor:
+        return self._head(self.model.instance_head, points)
+
+    def _head(self, head, points: Tensor) -> Tensor:
+        out = [head(self.model.normalize_positions(points[s].to(self.device))) for s in _chunks(len(points), self.chunk)]
+        return F.normalize(torch.cat(out), dim=-1) if out else torch.zeros(0, 1, device=self.device)
+
+    @torch.no_grad()
+    def relation(self, points: Tensor, references: Tensor) -> Tensor:
+        """Relation features of ``points [N, 3]`` to the object at ``references [M, 3]`` (averaged over M)."""
+        refs = self.model.normalize_positions(references.to(self.device).reshape(-1, 3))
+        ref_encoding = self.model.relation_head.encode_query(refs)
+        out = []
+        step = max(1, self.chunk // max(len(refs), 1))
+        for s in _chunks(len(points), step):
+            x = self.model.normalize_positions(points[s].to(self.device))
+            n, m = len(x), len(refs)
+            feats = self.model.relation_head(
+                x[:, None, :].expand(n, m, 3), refs[None].expand(n, m, 3), ref_encoding[None].expand(n, m, -1)
+            )
+            out.append(F.normalize(feats, dim=-1).mean(dim=1))
+        return F.normalize(torch.cat(out), dim=-1) if out else torch.zeros(0, 1, device=self.device)
+
+    # ------------------------------------------------------------- queries
+    def object_relevancy(self, points: Tensor, text: str) -> Tensor:
+        query = parse_query(text, OBJECT_NEGATIVES)
+        table = self.encode([query.positive, *query.negatives], "semantic")
+        return pairwise_relevancy(self.semantic(points), table[0], table[1:])
+
+    def relation_relevancy(self, points: Tensor, references: Tensor, text: str) -> Tensor:
+        query = parse_query(text, RELATION_NEGATIVES)
+        table = self.encode([query.positive, *query.negatives], "relation")
+        return pairwise_relevancy(self.relation(points, references), table[0], table[1:])
+
+    def predicate_scores(
+        self, subject_points: Tensor, object_points: Tensor, predicates: Sequence[str], temperature: float = 0.05
+    ) -> List[Tuple[str, float]]:
+        """Predicates (plus "none") ranked for subject -> object, as softmax probabilities."""
+        texts = [*predicates, "none"] if "none" not in predicates else list(predicates)
+        feature = F.normalize(self.relation(subject_points, object_points).mean(dim=0), dim=-1)
+        probs = torch.softmax(self.encode(texts, "relation") @ feature / temperature, dim=0)
+        order = torch.argsort(probs, descending=True).tolist()
+        return [(texts[i], float(probs[i])) for i in order]
+
+
+    @torch.no_grad()
+    def render_relevancy(self, camera_index: int, text: str, reference: Optional[Tensor] = None) -> Tensor:
+        """Per-pixel relevancy [H, W] of a training view: an object query, or a relation query when a
+        reference point (nerfstudio frame, [3]) is given (rendered with z = that point)."""
+        camera = self.pipeline.datamanager.train_dataset.cameras[camera_index : camera_index + 1]
+        bundle = camera.generate_rays(camera_indices=0).to(self.device)
+        model = self.model
+        previous = (model.render_features, model.relation_query)
+        try:
+            if reference is None:
+                model.render_features, model.relation_query = True, None
+                outputs = model.get_outputs_for_camera_ray_bundle(bundle)
+                query = parse_query(text, OBJECT_NEGATIVES)
+                table = self.encode([query.positive, *query.negatives], "semantic")
+                features = outputs["semantic"]
+            else:
+                model.render_features, model.relation_query = False, reference.to(self.device).reshape(3)
+                outputs = model.get_outputs_for_camera_ray_bundle(bundle)
+                query = parse_query(text, RELATION_NEGATIVES)
+                table = self.encode([query.positive, *query.negatives], "relation")
+                features = outputs["relation"]
+        finally:
+            model.render_features, model.relation_query = previous
+        height, width = features.shape[:2]
+        flat = features.reshape(-1, features.shape[-1])
+        return pairwise_relevancy(flat, table[0], table[1:]).reshape(height, width).cpu()
+
+
+def load_pipeline(config_path: Path):
+    """A trained RelationField pipeline from its config.yml, with clear errors for other inputs."""
+    import yaml
+
+    config_path = Path(config_path)
+    if not config_path.is_file():
+        raise UserError(f"{config_path} does not exist (pass the config.yml of a training run)")
+    import relationfield.config  # noqa: F401  (checkpoint allow-list, offline LPIPS)
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    try:
+        config = yaml.load(config_path.read_text(), Loader=yaml.Loader)
+    except yaml.YAMLError as error:
+        raise UserError(f"{config_path} is not a nerfstudio config ({error})") from error
+    method = getattr(config, "method_name", None)
+    if method not in RELATIONFIELD_METHODS:
+        raise UserError(f"{config_path} is a run of method {method!r}; it must be one of {RELATIONFIELD_METHODS}")
+    _, pipeline, _, _ = eval_setup(config_path, test_mode="inference")
+    pipeline.eval()
+    return pipeline
