@@ -130,8 +130,24 @@ def voxel_dedup(points: Tensor, colors: Tensor, voxels_per_side: int) -> Tuple[T
     return mean_p, mean_c
 
 
+def clustering_features(instance: Tensor, semantic: Tensor, semantic_dims: int = 16) -> Tensor:
+    """Instance features joined with the semantic features' main components (both halves unit-norm).
+
+    Instance features separate objects that share a label (two identical chairs); semantic features
+    separate touching objects of different kinds (a cup on a table) even when the instance head is
+    still young. The semantic part is reduced with PCA so both halves weigh the same.
+    """
+    if len(semantic) < 2:
+        return F.normalize(instance, dim=-1)
+    centred = semantic.float() - semantic.float().mean(0)
+    q = min(semantic_dims, centred.shape[1], len(centred) - 1)
+    _, _, v = torch.pca_lowrank(centred, q=q, center=False)
+    reduced = F.normalize(centred @ v, dim=-1)
+    return torch.cat([F.normalize(instance.float(), dim=-1), reduced], dim=-1) / 2**0.5
+
+
 def cluster_instances(features: Tensor, config: ExtractionConfig) -> np.ndarray:
-    """HDBSCAN cluster id per point (-1 = noise) from instance features."""
+    """HDBSCAN cluster id per point (-1 = noise) from (unit-norm) clustering features."""
     import hdbscan
 
     n = len(features)
@@ -252,9 +268,11 @@ def segment(query: FieldQuery, config: ExtractionConfig, progress: Progress = _n
     semantic = query.semantic(points).cpu()
     extent = float((world.max(0) - world.min(0)).max())
     voxel = 2.0 * extent / config.voxels_per_side
-    labels = cluster_instances(instance, config)
+    torch.manual_seed(config.seed)  # pca_lowrank is randomised
+    joint = clustering_features(instance, semantic)
+    labels = cluster_instances(joint, config)
     labels = split_connected(world, labels, voxel, config.min_node_points)
-    labels = merge_parts(world, labels, instance.numpy(), config, voxel)
+    labels = merge_parts(world, labels, joint.numpy(), config, voxel)
     return Segmentation(points, world, rgb, labels, semantic, instance)
 
 
