@@ -9,7 +9,6 @@ relation); targets are gathered per batch.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,23 +118,15 @@ def frame_names(image_filenames: Sequence[Path], root: Path) -> List[str]:
 
 def read_label_spec(labels_dir: Path) -> LabelSpec:
     """Embedding sizes and encoders from a label store's manifest (cheap: no frames are read)."""
-    manifest_path = labels_dir / "manifest.json"
-    if not manifest_path.is_file():
-        raise UserError(
-            f"No label store at {labels_dir} (missing manifest.json). Create one with `relationfield label-gt "
-            "--data CAPTURE` for a synthetic capture, or with the preprocessing commands (masks, relations, "
-            "embed) for a real one, or point --pipeline.datamanager.labels-dir at it."
-        )
-    manifest = json.loads(manifest_path.read_text())
-    try:
-        return LabelSpec(
-            semantic_dim=int(manifest["semantic"]["dim"]),
-            relation_dim=int(manifest["relation"]["dim"]),
-            semantic_encoder=str(manifest["semantic"]["encoder"]),
-            relation_encoder=str(manifest["relation"]["encoder"]),
-        )
-    except (KeyError, TypeError, ValueError) as error:
-        raise UserError(f"{manifest_path} is not a RelationField label manifest ({error})") from error
+    from relationfield.labels.reader import read_manifest
+
+    manifest = read_manifest(Path(labels_dir))
+    return LabelSpec(
+        semantic_dim=int(manifest["semantic"]["dim"]),
+        relation_dim=int(manifest["relation"]["dim"]),
+        semantic_encoder=str(manifest["semantic"]["encoder"]),
+        relation_encoder=str(manifest["relation"]["encoder"]),
+    )
 
 
 class RelationFieldDataManager(VanillaDataManager[RelationFieldDataset]):

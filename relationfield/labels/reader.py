@@ -127,7 +127,7 @@ class LabelStore:
                 ``frame_names`` has labels.
         """
         labels_dir = Path(labels_dir)
-        manifest = _read_manifest(labels_dir)
+        manifest = read_manifest(labels_dir)
         stored_names: list[str] = [normalize_frame_name(name) for name in manifest["frames"]["names"]]
         if data_dir is not None:
             _check_fresh(labels_dir, Path(data_dir), manifest, stored_names)
@@ -328,8 +328,8 @@ class _Frame:
     relation_embeddings: np.ndarray
 
 
-def _read_manifest(labels_dir: Path) -> dict[str, Any]:
-    """Read and validate ``manifest.json``."""
+def read_manifest(labels_dir: Path) -> dict[str, Any]:
+    """Read and validate a label store's ``manifest.json`` (cheap: no frame is read)."""
     if not labels_dir.is_dir():
         raise UserError(f"No label store at {labels_dir} (the directory does not exist). {_HOW_TO_MAKE}")
     path = labels_dir / MANIFEST_FILE
