@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Literal, Optional, Tuple, Union
+from typing import Any, Dict, Literal, Optional, Tuple, Union
 
 import numpy as np
 import tyro
@@ -326,8 +326,13 @@ SUBCOMMANDS: Dict[str, object] = {
 
 def entrypoint(argv: Optional[list] = None) -> None:
     """Console entry point of ``relationfield``."""
-    command = tyro.extras.subcommand_cli_from_dict(
-        SUBCOMMANDS,
+    descriptions = {"export": "Export a trained run: the 3D scene graph, or the instance point cloud."}
+    choices = tuple(
+        Annotated[Any, tyro.conf.subcommand(name=name, constructor=kind, description=descriptions.get(name))]
+        for name, kind in SUBCOMMANDS.items()
+    )
+    command = tyro.cli(
+        Union[choices],  # type: ignore[valid-type]
         args=argv,
         description="RelationField: relations and 3D scene graphs from radiance fields.",
     )
