@@ -13,7 +13,7 @@ adapter lives in :mod:`relationfield.datamanager`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Protocol, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -121,7 +121,6 @@ class PairSampler:
         self._relations_sorted = order
         self._relation_starts = torch.cumsum(counts, 0) - counts
         self._relation_counts = counts
-        self._image_sizes: Dict[int, Tuple[int, int]] = {}
 
     def _randint(self, high: int, size: int) -> Tensor:
         return torch.randint(0, max(high, 1), (size,), generator=self.generator)
@@ -159,15 +158,22 @@ class PairSampler:
         from_relation[slots] = True
         return ya, xa, yb, xb, from_relation
 
-    def mask_ids(self, frames: Tensor, y: Tensor, x: Tensor) -> Tensor:
-        """Global mask id of each pixel (-1 where unlabelled)."""
+    def mask_ids(
+        self, frames: Tensor, y: Tensor, x: Tensor, image_sizes: Optional[Dict[int, Tuple[int, int]]] = None
+    ) -> Tensor:
+        """Global mask id of each pixel (-1 where unlabelled).
+
+        ``image_sizes`` maps a frame to the (height, width) that ``y``, ``x`` refer to, when the image is
+        not at the label map's resolution.
+        """
+        image_sizes = image_sizes or {}
         out = torch.full_like(y, -1)
         for frame in torch.unique(frames).tolist():
             select = frames == frame
             if frame >= len(self.labels.segments):
                 continue
             segments = self.labels.segments[frame]
-            height, width = self._image_sizes.get(frame, segments.shape)
+            height, width = image_sizes.get(frame, segments.shape)
             sy = (y[select] * segments.shape[0]) // height
             sx = (x[select] * segments.shape[1]) // width
             local = segments[sy.clamp_max(segments.shape[0] - 1), sx.clamp_max(segments.shape[1] - 1)].long()
@@ -213,9 +219,9 @@ class PairSampler:
             x = torch.cat([x, self._randint(width, 1)])
             partner = torch.cat([partner, torch.tensor([num_rays - 1])])
             from_relation = torch.cat([from_relation, torch.zeros(1, dtype=torch.bool)])
-        self._image_sizes = {int(f): tuple(size) for f, size in zip(frames, sizes)}
+        image_sizes = {int(f): (int(h), int(w)) for f, (h, w) in zip(frames, sizes)}
         frame_of_ray = torch.as_tensor([int(f) for f in frames], dtype=torch.long)[image]
-        mask = self.mask_ids(frame_of_ray, y, x)
+        mask = self.mask_ids(frame_of_ray, y, x, image_sizes)
         relation = torch.full_like(mask, -1)
         both = (mask >= 0) & (mask[partner] >= 0)
         if both.any():
