@@ -105,8 +105,8 @@ def evaluate_heads(
         bundle = cameras.generate_rays(camera_indices=j).to(model.device)
         mask_offset = int(labels.mask_offsets[frame])
         if label_table is not None:
-            model.relation_query = None
-            outputs = model.get_outputs_for_camera_ray_bundle(bundle)
+            with model.rendering(features=True):
+                outputs = model.get_outputs_for_camera_ray_bundle(bundle)
             semantic = F.normalize(outputs["semantic"].reshape(-1, outputs["semantic"].shape[-1]), dim=-1)
             predicted = (semantic @ label_table.T).argmax(-1).cpu()
             local = segments.reshape(-1)

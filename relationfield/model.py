@@ -9,8 +9,9 @@ of its partner ray (``ray_bundle.metadata["partner"]``, set by the data manager)
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple, Type
+from typing import Dict, Iterator, List, Optional, Tuple, Type
 
 import torch
 from nerfstudio.cameras.rays import RayBundle
@@ -94,6 +95,22 @@ class RelationFieldModel(NerfactoModel):
         """Query position z (normalised world frame, [3]) for rendering relation features at inference."""
         self.render_features = True
         """Render semantic and instance features outside training (switch off to save memory)."""
+
+    @contextmanager
+    def rendering(self, features: bool, relation_query: Optional[Tensor] = None) -> Iterator[None]:
+        """Render with these feature switches, restoring the previous ones afterwards.
+
+        Args:
+            features: render semantic and instance features outside training.
+            relation_query: query position z (normalised world frame, [3]) for relation features, or None.
+        """
+        previous = (self.render_features, self.relation_query)
+        self.render_features = features
+        self.relation_query = None if relation_query is None else relation_query.to(self.device).reshape(3)
+        try:
+            yield
+        finally:
+            self.render_features, self.relation_query = previous
 
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
         groups = super().get_param_groups()

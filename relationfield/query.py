@@ -166,23 +166,16 @@ class FieldQuery:
         reference point (nerfstudio frame, [3]) is given (rendered with z = that point)."""
         camera = self.pipeline.datamanager.train_dataset.cameras[camera_index : camera_index + 1]
         bundle = camera.generate_rays(camera_indices=0).to(self.device)
-        model = self.model
-        previous = (model.render_features, model.relation_query)
-        try:
-            if reference is None:
-                model.render_features, model.relation_query = True, None
-                outputs = model.get_outputs_for_camera_ray_bundle(bundle)
-                query = parse_query(text, OBJECT_NEGATIVES)
-                table = self.encode([query.positive, *query.negatives], "semantic")
-                features = outputs["semantic"]
-            else:
-                model.render_features, model.relation_query = False, reference.to(self.device).reshape(3)
-                outputs = model.get_outputs_for_camera_ray_bundle(bundle)
-                query = parse_query(text, RELATION_NEGATIVES)
-                table = self.encode([query.positive, *query.negatives], "relation")
-                features = outputs["relation"]
-        finally:
-            model.render_features, model.relation_query = previous
+        if reference is None:
+            with self.model.rendering(features=True):
+                features = self.model.get_outputs_for_camera_ray_bundle(bundle)["semantic"]
+            query = parse_query(text, OBJECT_NEGATIVES)
+            table = self.encode([query.positive, *query.negatives], "semantic")
+        else:
+            with self.model.rendering(features=False, relation_query=reference):
+                features = self.model.get_outputs_for_camera_ray_bundle(bundle)["relation"]
+            query = parse_query(text, RELATION_NEGATIVES)
+            table = self.encode([query.positive, *query.negatives], "relation")
         height, width = features.shape[:2]
         flat = features.reshape(-1, features.shape[-1])
         return pairwise_relevancy(flat, table[0], table[1:]).reshape(height, width).cpu()
