@@ -95,11 +95,9 @@ def surface_points(query: FieldQuery, config: ExtractionConfig, progress: Progre
     cameras = query.pipeline.datamanager.train_dataset.cameras
     count = len(cameras)
     views = np.unique(np.linspace(0, count - 1, min(config.max_views, count)).round().astype(int))
-    previous = model.render_features
-    model.render_features = False
     points, colors = [], []
     advance = progress("rendering surface points", len(views))
-    try:
+    with model.rendering(features=False):
         for view in views.tolist():
             camera = cameras[view : view + 1]  # indexing makes a copy, safe to rescale
             if config.render_scale != 1.0:
@@ -111,8 +109,6 @@ def surface_points(query: FieldQuery, config: ExtractionConfig, progress: Progre
             points.append(xyz[keep].cpu())
             colors.append(outputs["rgb"][keep].clamp(0, 1).cpu())
             advance(1)
-    finally:
-        model.render_features = previous
     if not points or sum(len(p) for p in points) == 0:
         return torch.zeros(0, 3), torch.zeros(0, 3)
     return voxel_dedup(torch.cat(points), torch.cat(colors), config.voxels_per_side)
@@ -268,8 +264,9 @@ def segment(query: FieldQuery, config: ExtractionConfig, progress: Progress = _n
     semantic = query.semantic(points).cpu()
     extent = float((world.max(0) - world.min(0)).max())
     voxel = 2.0 * extent / config.voxels_per_side
-    torch.manual_seed(config.seed)  # pca_lowrank is randomised
-    joint = clustering_features(instance, semantic)
+    with torch.random.fork_rng(devices=[]):  # pca_lowrank is randomised; keep the caller's RNG untouched
+        torch.manual_seed(config.seed)
+        joint = clustering_features(instance, semantic)
     labels = cluster_instances(joint, config)
     labels = split_connected(world, labels, voxel, config.min_node_points)
     labels = merge_parts(world, labels, joint.numpy(), config, voxel)
