@@ -18,6 +18,7 @@ import tyro
 from typing_extensions import Annotated
 
 from relationfield.errors import UserError
+from relationfield.progress import rich_progress
 
 SynthLayout = Literal["living-room", "office"]
 
@@ -105,19 +106,6 @@ class LabelGt:
         print(f"Wrote the label store to {labels_dir}")
 
 
-def _progress():
-    """A rich progress bar factory for the extraction's steps."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-
-    def start(description: str, total: int):
-        task = bar.add_task(description, total=total)
-        return lambda step: bar.advance(task, step)
-
-    return bar, start
-
-
 @dataclass
 class ExportSceneGraph:
     """Extract the 3D scene graph of a trained run: OUT/scene_graph.json (networkx node-link, world frame),
@@ -139,27 +127,24 @@ class ExportSceneGraph:
     """Training views rendered to find surface points."""
 
     def main(self) -> None:
-        import time
-
-        from relationfield.extract import ExtractionConfig, extract_scene_graph
+        from relationfield.export import export_scene_graph
+        from relationfield.extract import ExtractionConfig
         from relationfield.query import FieldQuery
-        from relationfield.scene_graph import write_scene_graph
         from relationfield.vocab import object_vocab, predicate_vocab
 
         objects, predicates = object_vocab(self.object_vocab), predicate_vocab(self.predicate_vocab)
         query = FieldQuery.load(self.load_config)
         config = ExtractionConfig(all_pairs=self.all_pairs, max_distance=self.max_distance, max_views=self.max_views)
-        start = time.perf_counter()
-        bar, progress = _progress()
+        bar, progress = rich_progress()
         with bar:
-            result = extract_scene_graph(query, objects, predicates, config, progress)
-        seconds = time.perf_counter() - start
-        result.graph.metadata.update({"load_config": str(self.load_config), "extraction_seconds": round(seconds, 2)})
-        paths = write_scene_graph(result.graph, self.output_dir, result.points_world, result.point_node)
-        if not result.graph.nodes:
+            result = export_scene_graph(
+                query, self.output_dir, objects, predicates, config, progress, load_config=self.load_config
+            )
+        graph = result.extraction.graph
+        if not graph.nodes:
             print("warning: clustering found no objects; wrote an empty but valid scene graph", file=sys.stderr)
-        print(f"{len(result.graph.nodes)} objects, {len(result.graph.links)} scored pairs in {seconds:.1f} s")
-        for name, path in paths.items():
+        print(f"{len(graph.nodes)} objects, {len(graph.links)} scored pairs in {result.seconds:.1f} s")
+        for name, path in result.paths.items():
             print(f"  {name}: {path}")
 
 
@@ -180,7 +165,7 @@ class ExportPointcloud:
         from relationfield.scene_graph import node_colors, write_ply
 
         query = FieldQuery.load(self.load_config)
-        bar, progress = _progress()
+        bar, progress = rich_progress()
         with bar:
             world, labels = instance_point_cloud(query, ExtractionConfig(max_views=self.max_views), progress)
         ids = sorted({int(i) for i in labels})
@@ -261,7 +246,7 @@ class Query:
 
         query = FieldQuery.load(self.load_config)
         config = ExtractionConfig()
-        bar, progress = _progress()
+        bar, progress = rich_progress()
         with bar:
             seg = segment(query, config, progress)
         nodes = {node.id: node for node in label_nodes(query, seg, object_vocab(), config)}
@@ -309,15 +294,84 @@ class Query:
         print(f"relevancy image: {self.image}")
 
 
+@dataclass
+class Demo:
+    """The whole method in one command, offline: render a synthetic room, label it from its ground truth,
+    train relationfield-lite (CPU, or GPU if present), export the scene graph, evaluate it, print a report."""
+
+    output: Path = Path("outputs/relationfield-demo")
+    """Directory for the capture, the run, the scene graph and the evaluation (finished stages are reused)."""
+    steps: int = 800
+    """Training steps (about 0.5 s each on a 2-core CPU)."""
+    frames: int = 60
+    """Frames of the synthetic capture."""
+    resolution: str = "128x96"
+    """Image size of the synthetic capture, WIDTHxHEIGHT."""
+    seed: int = 0
+    """Seed of the synthetic scene."""
+    layout: SynthLayout = "living-room"
+    """Room layout family."""
+    viewer: bool = False
+    """Open ns-viewer on the trained run (on 127.0.0.1) when the report is printed."""
+
+    def main(self) -> None:
+        from relationfield.demo import open_viewer, run_demo
+
+        report = run_demo(
+            self.output,
+            steps=self.steps,
+            frames=self.frames,
+            resolution=parse_resolution(self.resolution),
+            seed=self.seed,
+            layout=self.layout,
+        )
+        print(report.to_text())
+        if self.viewer:
+            open_viewer(report.config)
+
+
 def torch_randperm(n: int):
     import torch
 
     return torch.randperm(n, generator=torch.Generator().manual_seed(0))
 
 
+def _preprocess_commands() -> Dict[str, object]:
+    """The preprocessing stages' configs with a ``main`` that runs them and prints their summary."""
+    from relationfield.preprocess import embed, masks, relations
+
+    @dataclass
+    class Masks(masks.MasksConfig):
+        """Segment the capture's frames with SAM's automatic mask generator (resumable; writes the
+        preprocessing workspace's masks/, whose mask numbers are the Set-of-Mark tags)."""
+
+        def main(self) -> None:
+            print(masks.summary_text(masks.run_masks(self)))
+
+    @dataclass
+    class Relations(relations.RelationsConfig):
+        """Ask a vision model (GPT-4o or any OpenAI-compatible server) to name the masked objects and the
+        relations between them, through Set-of-Mark overlays (resumable; key from OPENAI_API_KEY only)."""
+
+        def main(self) -> None:
+            print(relations.summary_text(relations.run_relations(self)))
+
+    @dataclass
+    class Embed(embed.EmbedConfig):
+        """Embed the masks (CLIP crops, or the vision model's object names) and the relation texts
+        (jina-embeddings-v3 by default) and write the label store that training reads."""
+
+        def main(self) -> None:
+            print(embed.summary_text(embed.run_embed(self)))
+
+    return {"masks": Masks, "relations": Relations, "embed": Embed}
+
+
 SUBCOMMANDS: Dict[str, object] = {
+    "demo": Demo,
     "synth": Synth,
     "label-gt": LabelGt,
+    **_preprocess_commands(),
     "export": ExportTarget,
     "eval": Eval,
     "query": Query,

@@ -13,9 +13,24 @@ from relationfield.labels.format import (
     frame_hash,
     normalize_frame_name,
 )
-from relationfield.labels.gt_labeler import label_from_ground_truth
-from relationfield.labels.reader import LabelStore
-from relationfield.labels.writer import LabelWriter, segments_from_masks
+
+# The reader and the labeler import torch; load them on first use so that the format helpers (and the
+# CLI's --help) stay light.
+_LAZY = {
+    "label_from_ground_truth": "relationfield.labels.gt_labeler",
+    "LabelStore": "relationfield.labels.reader",
+    "LabelWriter": "relationfield.labels.writer",
+    "segments_from_masks": "relationfield.labels.writer",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "FORMAT_NAME",
