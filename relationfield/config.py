@@ -11,6 +11,9 @@ Importing it also lets ``torch.load`` read nerfstudio checkpoints (see :mod:`rel
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import torch
 from nerfstudio.cameras.camera_optimizers import CameraOptimizerConfig
 from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
@@ -129,6 +132,21 @@ def relationfield_lite_config() -> TrainerConfig:
         viewer=ViewerConfig(num_rays_per_chunk=1 << 12),
         vis="viewer",
     )
+
+
+def lite_run_config(data: Path, labels_dir: Path, output_dir: Path, steps: int, device: Optional[str] = None) -> TrainerConfig:
+    """relationfield-lite set up for a scripted run: no viewer, a learning-rate schedule fitted to
+    ``steps``, and one checkpoint at the end (the demo and the tests train with this)."""
+    config = relationfield_lite_config()
+    config.pipeline.datamanager.data = Path(data)
+    config.pipeline.datamanager.labels_dir = Path(labels_dir)
+    config.output_dir = Path(output_dir)
+    config.vis = "tensorboard"
+    config.max_num_iterations = steps
+    config.steps_per_save = steps
+    config.optimizers = _optimizers(steps)
+    config.machine.device_type = device or default_device()
+    return config
 
 
 relationfield_method = MethodSpecification(

@@ -39,13 +39,17 @@ class ExtractionConfig:
     """Resolution of those renders relative to the training images."""
     min_accumulation: float = 0.5
     """Pixels whose rendered opacity is lower are not surface points."""
-    voxels_per_side: int = 160
+    voxels_per_side: int = 240
     """Deduplication grid: the points' bounding box is split into this many voxels along its longest side."""
-    cluster_points: int = 12000
-    """Points HDBSCAN clusters (a random subsample; the others join the nearest cluster)."""
-    min_cluster_size: int = 40
-    """HDBSCAN's min_cluster_size on that subsample."""
-    min_node_points: int = 30
+    cluster_points: int = 40000
+    """Points HDBSCAN clusters (a random subsample; the others take the label of their nearest neighbour)."""
+    cluster_dims: int = 6
+    """PCA dimensions of the clustering features that HDBSCAN sees."""
+    min_cluster_size: int = 10
+    """HDBSCAN's min_cluster_size on that subsample (small, so that cups and books survive)."""
+    min_samples: int = 10
+    """HDBSCAN's min_samples: higher values call more of the in-between points noise."""
+    min_node_points: int = 10
     """Nodes with fewer points are dropped."""
     merge_similarity: float = 0.85
     """Touching parts whose mean instance features have at least this cosine similarity are merged."""
@@ -142,27 +146,41 @@ def clustering_features(instance: Tensor, semantic: Tensor, semantic_dims: int =
     return torch.cat([F.normalize(instance.float(), dim=-1), reduced], dim=-1) / 2**0.5
 
 
+def reduce_dims(features: Tensor, dims: int) -> np.ndarray:
+    """The ``dims`` main components of ``features`` (PCA), as float64 numpy for HDBSCAN's trees.
+
+    Few dimensions keep HDBSCAN's space-partitioning trees fast and make its densities meaningful; the
+    instance and semantic features of a trained field vary along few directions anyway.
+    """
+    centred = features.double() - features.double().mean(0)
+    dims = max(1, min(dims, centred.shape[1], len(centred)))
+    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+    return (centred @ vh[:dims].T).cpu().numpy()
+
+
 def cluster_instances(features: Tensor, config: ExtractionConfig) -> np.ndarray:
-    """HDBSCAN cluster id per point (-1 = noise) from (unit-norm) clustering features."""
+    """HDBSCAN cluster id per point (-1 = noise) from (unit-norm) clustering features.
+
+    HDBSCAN runs on a random subsample of ``cluster_points`` points in ``cluster_dims`` PCA dimensions;
+    every other point takes the label of its nearest subsampled neighbour in that space.
+    """
     import hdbscan
+    from scipy.spatial import cKDTree
 
     n = len(features)
     if n == 0:
         return np.zeros(0, dtype=int)
     rng = np.random.default_rng(config.seed)
-    sample = rng.choice(n, size=min(n, config.cluster_points), replace=False)
-    feats = features.cpu().numpy().astype(np.float64)
-    clusterer = hdbscan.HDBSCAN(min_cluster_size=config.min_cluster_size, min_samples=10)
-    sub_labels = clusterer.fit_predict(feats[sample])
-    ids = [c for c in np.unique(sub_labels) if c >= 0]
-    if not ids:
+    sample = np.sort(rng.choice(n, size=min(n, config.cluster_points), replace=False))
+    reduced = reduce_dims(features, config.cluster_dims)
+    if len(sample) <= config.min_cluster_size:
         return np.full(n, -1)
-    centroids = np.stack([feats[sample][sub_labels == c].mean(0) for c in ids])
-    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True) + 1e-8
-    similarity = feats @ centroids.T
-    labels = np.asarray(ids)[similarity.argmax(1)]
-    labels[similarity.max(1) < 0.5] = -1
-    return labels
+    clusterer = hdbscan.HDBSCAN(min_cluster_size=config.min_cluster_size, min_samples=config.min_samples)
+    sub_labels = clusterer.fit_predict(reduced[sample])
+    if (sub_labels < 0).all():
+        return np.full(n, -1)
+    _, nearest = cKDTree(reduced[sample]).query(reduced, k=1)
+    return sub_labels[nearest]
 
 
 def split_connected(points: np.ndarray, labels: np.ndarray, voxel: float, min_points: int) -> np.ndarray:

@@ -75,17 +75,9 @@ LEARN_STEPS = 300
 
 def lite_config(capture: Path, labels_dir: Path, output_dir: Path, steps: int):
     """relationfield-lite for tests: CPU, no viewer, a checkpoint at the end."""
-    from relationfield.config import relationfield_lite_config
+    from relationfield.config import lite_run_config
 
-    config = relationfield_lite_config()
-    config.pipeline.datamanager.data = capture
-    config.pipeline.datamanager.labels_dir = labels_dir
-    config.output_dir = output_dir
-    config.vis = "tensorboard"
-    config.max_num_iterations = steps
-    config.steps_per_save = steps
-    config.machine.device_type = "cpu"
-    return config
+    return lite_run_config(capture, labels_dir, output_dir, steps, device="cpu")
 
 
 @pytest.fixture(scope="session")

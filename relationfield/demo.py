@@ -1,0 +1,184 @@
+"""``relationfield demo``: the whole method on a synthetic scene, offline, in one command.
+
+synth capture -> ground-truth labels (offline MiniLM) -> relationfield-lite training -> scene-graph
+export -> evaluation against the ground truth -> a short report. Every stage that already finished in
+the output directory is reused, so an interrupted demo picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, TypeVar
+
+from relationfield.errors import UserError
+
+T = TypeVar("T")
+
+VIEWER_HOST = "127.0.0.1"
+
+
+@dataclass
+class DemoReport:
+    """What the demo produced, and how long each stage took."""
+
+    capture: Path
+    config: Path
+    scene_graph: Path
+    scene_graph_png: Path
+    eval_markdown: str
+    eval_json: Path
+    seconds: Dict[str, float]
+
+    def viewer_command(self) -> str:
+        return f"ns-viewer --load-config {self.config} --viewer.websocket-host {VIEWER_HOST}"
+
+    def to_text(self) -> str:
+        timing = ", ".join(f"{name} {value:.0f} s" for name, value in self.seconds.items())
+        lines: List[str] = [
+            "",
+            "RelationField demo: scene graph of a synthetic living room vs its ground truth",
+            "",
+            self.eval_markdown,
+            "",
+            f"time: {timing} (total {sum(self.seconds.values()):.0f} s)",
+            f"scene graph:  {self.scene_graph}",
+            f"picture:      {self.scene_graph_png}",
+            f"evaluation:   {self.eval_json}",
+            f"run config:   {self.config}",
+            f"look at it:   {self.viewer_command()}",
+        ]
+        return "\n".join(lines)
+
+
+def _stage(name: str, seconds: Dict[str, float], work: Callable[[], T]) -> T:
+    print(f"[demo] {name} ...", flush=True)
+    start = time.perf_counter()
+    result = work()
+    seconds[name] = time.perf_counter() - start
+    print(f"[demo] {name} done in {seconds[name]:.1f} s", flush=True)
+    return result
+
+
+def _check_settings(output: Path, settings: Dict[str, object]) -> None:
+    """Record the demo's settings in OUT/demo.json; refuse to mix stages made with other settings."""
+    import json
+
+    path = output / "demo.json"
+    if path.is_file():
+        try:
+            previous = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            previous = None
+        if previous != settings:
+            raise UserError(
+                f"{output} holds a demo made with other settings ({previous}); pass another --output "
+                "or delete that directory"
+            )
+        return
+    if output.exists() and any(output.iterdir()):
+        raise UserError(f"{output} exists and is not a demo directory; pass another --output")
+    output.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings) + "\n", encoding="utf-8")
+
+
+def _capture(output: Path, seed: int, frames: int, resolution: tuple, layout: str) -> Path:
+    from relationfield.synth import generate_capture
+
+    capture = output / "capture"
+    if (capture / "transforms.json").is_file() and (capture / "ground_truth" / "scene_graph.json").is_file():
+        print(f"[demo] reusing the capture in {capture}")
+        return capture
+    generate_capture(capture, seed=seed, num_frames=frames, resolution=resolution, layout=layout, overwrite=True)
+    return capture
+
+
+def _labels(capture: Path) -> Path:
+    from relationfield.labels.format import MANIFEST_FILE, default_labels_dir
+    from relationfield.labels.gt_labeler import label_from_ground_truth
+
+    labels = default_labels_dir(capture)
+    if (labels / MANIFEST_FILE).is_file():
+        print(f"[demo] reusing the label store in {labels}")
+        return labels
+    return label_from_ground_truth(capture)
+
+
+def _finished_run(runs: Path, steps: int) -> Optional[Path]:
+    config = runs / "demo" / "relationfield-lite" / "run" / "config.yml"
+    checkpoint = config.parent / "nerfstudio_models" / f"step-{steps - 1:09d}.ckpt"
+    return config if checkpoint.is_file() else None
+
+
+def _train(capture: Path, labels: Path, runs: Path, steps: int) -> Path:
+    from nerfstudio.scripts.train import main as train_main
+
+    from relationfield.config import lite_run_config
+
+    finished = _finished_run(runs, steps)
+    if finished is not None:
+        print(f"[demo] reusing the trained run {finished}")
+        return finished
+    config = lite_run_config(capture, labels, runs, steps)
+    config.experiment_name = "demo"
+    config.timestamp = "run"
+    train_main(config)
+    return config.get_base_dir() / "config.yml"
+
+
+def run_demo(
+    output: Path,
+    steps: int = 800,
+    frames: int = 60,
+    resolution: tuple = (128, 96),
+    seed: int = 0,
+    layout: str = "living-room",
+) -> DemoReport:
+    """Run every stage of the demo into ``output`` and return the report."""
+    from relationfield.progress import rich_progress
+    from relationfield.export import export_scene_graph
+    from relationfield.metrics import evaluate_files
+    from relationfield.query import FieldQuery
+    from relationfield.vocab import object_vocab, predicate_vocab
+
+    if steps < 1:
+        raise UserError(f"--steps must be at least 1, got {steps}")
+    output = Path(output)
+    _check_settings(output, {"steps": steps, "frames": frames, "resolution": list(resolution), "seed": seed, "layout": layout})
+    seconds: Dict[str, float] = {}
+    capture = _stage("synthetic capture", seconds, lambda: _capture(output, seed, frames, resolution, layout))
+    labels = _stage("ground-truth labels", seconds, lambda: _labels(capture))
+    config = _stage("training", seconds, lambda: _train(capture, labels, output / "runs", steps))
+
+    def export():
+        query = FieldQuery.load(config)
+        bar, progress = rich_progress()
+        with bar:
+            return export_scene_graph(
+                query, output / "scene_graph", object_vocab(), predicate_vocab(), progress=progress, load_config=config
+            )
+
+    exported = _stage("scene-graph export", seconds, export)
+    gt = capture / "ground_truth" / "scene_graph.json"
+    result = _stage(
+        "evaluation", seconds, lambda: evaluate_files(exported.paths["json"], gt, output_dir=output / "scene_graph")
+    )
+    return DemoReport(
+        capture=capture,
+        config=config,
+        scene_graph=exported.paths["json"],
+        scene_graph_png=exported.paths["png"],
+        eval_markdown=result.to_markdown(),
+        eval_json=output / "scene_graph" / "eval.json",
+        seconds=seconds,
+    )
+
+
+def open_viewer(config: Path) -> None:
+    """Serve the run in nerfstudio's viewer on 127.0.0.1 until interrupted."""
+    from nerfstudio.scripts.viewer.run_viewer import RunViewer, ViewerConfigWithoutNumRays
+
+    print(f"[demo] opening the viewer on {VIEWER_HOST} (Ctrl-C to stop)", file=sys.stderr)
+    RunViewer(load_config=config, viewer=ViewerConfigWithoutNumRays(websocket_host=VIEWER_HOST)).main()

@@ -1,0 +1,43 @@
+"""Scene-graph export shared by ``relationfield export``, ``relationfield demo`` and the viewer."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+from relationfield.extract import Extraction, ExtractionConfig, Progress, extract_scene_graph
+from relationfield.query import FieldQuery
+from relationfield.scene_graph import write_scene_graph
+
+
+@dataclass
+class ExportResult:
+    """An extraction, the files written for it and how long extraction took."""
+
+    extraction: Extraction
+    paths: Dict[str, Path]
+    seconds: float
+
+
+def export_scene_graph(
+    query: FieldQuery,
+    output_dir: Path,
+    objects: Sequence[str],
+    predicates: Sequence[str],
+    config: Optional[ExtractionConfig] = None,
+    progress: Optional[Progress] = None,
+    load_config: Optional[Path] = None,
+) -> ExportResult:
+    """Extract the scene graph of a loaded run and write scene_graph.json/.png and points.ply."""
+    start = time.perf_counter()
+    kwargs = {} if progress is None else {"progress": progress}
+    extraction = extract_scene_graph(query, objects, predicates, config or ExtractionConfig(), **kwargs)
+    seconds = time.perf_counter() - start
+    metadata = {"extraction_seconds": round(seconds, 2)}
+    if load_config is not None:
+        metadata["load_config"] = str(load_config)
+    extraction.graph.metadata.update(metadata)
+    paths = write_scene_graph(extraction.graph, Path(output_dir), extraction.points_world, extraction.point_node)
+    return ExportResult(extraction, paths, seconds)
