@@ -204,21 +204,57 @@ class Eval:
     """For 3DSSG ground truth (no geometry): JSON {predicted node id: ground-truth object id}."""
     scan: Optional[str] = None
     """For 3DSSG ground truth with several scans: the scan id."""
+    load_config: Optional[Path] = None
+    """The run the graph was exported from: adds relation-guided segmentation (needs synth ground truth and
+    the export's points.ply)."""
+    points: Optional[Path] = None
+    """points.ply of the export, for relation-guided segmentation (default: next to --pred)."""
+    guided_threshold: float = 0.5
+    """Relevancy above which a point counts as selected in relation-guided segmentation."""
 
     def main(self) -> None:
+        import json
+
         from relationfield.metrics import evaluate_files
 
+        output_dir = self.output_dir or self.pred.parent
         result = evaluate_files(
             self.pred,
             self.gt,
-            output_dir=self.output_dir or self.pred.parent,
+            output_dir=output_dir,
             min_iou=self.min_iou,
             min_extent=self.min_extent,
             ignore_labels=self.ignore_labels,
             node_map_path=self.node_map,
             scan=self.scan,
         )
-        print(result.to_markdown())
+        report = result.to_markdown()
+        if self.load_config is not None:
+            guided = self._guided(result)
+            report += "\n" + guided.to_markdown()
+            summary = json.loads((output_dir / "eval.json").read_text(encoding="utf-8"))
+            summary["relation_guided"] = guided.to_json()
+            (output_dir / "eval.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+            (output_dir / "eval.md").write_text(report, encoding="utf-8")
+        print(report)
+
+    def _guided(self, result):
+        import json
+
+        from relationfield.guided_eval import relation_guided_segmentation
+        from relationfield.query import FieldQuery
+        from relationfield.scene_graph import read_ply
+
+        points_path = self.points or self.pred.parent / "points.ply"
+        points, nodes = read_ply(points_path)
+        if nodes is None:
+            raise UserError(f"{points_path} has no node ids; pass the points.ply written by export scene-graph")
+        gt = json.loads(self.gt.read_text(encoding="utf-8"))
+        matches = {m.gt_id: m.node_id for m in result.matches}
+        query = FieldQuery.load(self.load_config)
+        return relation_guided_segmentation(
+            query, points, nodes, gt, matches, threshold=self.guided_threshold, min_extent=self.min_extent
+        )
 
 
 @dataclass

@@ -139,15 +139,17 @@ class FieldQuery:
         return F.normalize(torch.cat(out), dim=-1) if out else torch.zeros(0, 1, device=self.device)
 
     # ------------------------------------------------------------- queries
+    def relevancy(self, features: Tensor, text: str, space: str) -> Tensor:
+        """Relevancy in [0, 1] of ``features [N, D]`` (semantic or relation) for a query text."""
+        query = parse_query(text, OBJECT_NEGATIVES if space == "semantic" else RELATION_NEGATIVES)
+        table = self.encode([query.positive, *query.negatives], space)
+        return pairwise_relevancy(features, table[0], table[1:])
+
     def object_relevancy(self, points: Tensor, text: str) -> Tensor:
-        query = parse_query(text, OBJECT_NEGATIVES)
-        table = self.encode([query.positive, *query.negatives], "semantic")
-        return pairwise_relevancy(self.semantic(points), table[0], table[1:])
+        return self.relevancy(self.semantic(points), text, "semantic")
 
     def relation_relevancy(self, points: Tensor, references: Tensor, text: str) -> Tensor:
-        query = parse_query(text, RELATION_NEGATIVES)
-        table = self.encode([query.positive, *query.negatives], "relation")
-        return pairwise_relevancy(self.relation(points, references), table[0], table[1:])
+        return self.relevancy(self.relation(points, references), text, "relation")
 
     def predicate_scores(
         self, subject_points: Tensor, object_points: Tensor, predicates: Sequence[str], temperature: float = 0.05
@@ -169,16 +171,13 @@ class FieldQuery:
         if reference is None:
             with self.model.rendering(features=True):
                 features = self.model.get_outputs_for_camera_ray_bundle(bundle)["semantic"]
-            query = parse_query(text, OBJECT_NEGATIVES)
-            table = self.encode([query.positive, *query.negatives], "semantic")
+            space = "semantic"
         else:
             with self.model.rendering(features=False, relation_query=reference):
                 features = self.model.get_outputs_for_camera_ray_bundle(bundle)["relation"]
-            query = parse_query(text, RELATION_NEGATIVES)
-            table = self.encode([query.positive, *query.negatives], "relation")
+            space = "relation"
         height, width = features.shape[:2]
-        flat = features.reshape(-1, features.shape[-1])
-        return pairwise_relevancy(flat, table[0], table[1:]).reshape(height, width).cpu()
+        return self.relevancy(features.reshape(-1, features.shape[-1]), text, space).reshape(height, width).cpu()
 
 
 def load_pipeline(config_path: Path):

@@ -508,6 +508,27 @@ def write_ply(path: Path, points: np.ndarray, colors: np.ndarray, node_ids: Opti
     _atomic_write(path, lambda tmp: data.write(str(tmp)))
 
 
+def read_ply(path: Path) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """Points ``[N, 3]`` (float64) and node ids ``[N]`` (None without a ``node`` property) of a PLY file
+    written by :func:`write_ply`.
+
+    Raises:
+        UserError: the file is missing or is not a PLY point cloud.
+    """
+    from plyfile import PlyData
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} does not exist")
+    try:
+        vertex = PlyData.read(str(path))["vertex"].data
+        points = np.stack([np.asarray(vertex[axis], dtype=np.float64) for axis in "xyz"], axis=1)
+    except (OSError, ValueError, KeyError) as error:
+        raise UserError(f"{path} is not a PLY point cloud ({error})") from None
+    names = vertex.dtype.names or ()
+    return points, (np.asarray(vertex["node"], dtype=np.int64) if "node" in names else None)
+
+
 def _as_points(points: np.ndarray) -> np.ndarray:
     """Finite [N, 3] points as float32."""
     xyz = np.asarray(points, dtype=np.float64)
