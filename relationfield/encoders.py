@@ -37,7 +37,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, List
 
 from relationfield.errors import UserError
 
@@ -70,14 +70,28 @@ class TextEncoder(ABC):
     name: str
     dim: int
 
-    @abstractmethod
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
-        """Embed ``texts``.
+        """Embed ``texts`` (each distinct text is encoded once).
 
         Returns:
             float32 tensor ``[len(texts), dim]`` on the CPU with unit-norm rows; identical texts
             get identical rows.
         """
+        import torch
+
+        if isinstance(texts, str):
+            raise TypeError("encode() takes a sequence of texts, not a single string")
+        texts = [str(text) for text in texts]
+        unique = list(dict.fromkeys(texts))
+        if not unique:
+            return torch.zeros((0, getattr(self, "dim", 0)), dtype=torch.float32)
+        embeddings = self._encode_unique(unique)
+        index = {text: row for row, text in enumerate(unique)}
+        return embeddings[torch.tensor([index[text] for text in texts], dtype=torch.long)].clone()
+
+    @abstractmethod
+    def _encode_unique(self, texts: List[str]) -> torch.Tensor:
+        """Unit-norm float32 CPU embeddings of distinct, non-empty ``texts``."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, dim={self.dim})"
@@ -107,30 +121,20 @@ class SentenceTransformerTextEncoder(TextEncoder):
         self._lock = threading.Lock()
         self.dim = int(self.encode(["dimension probe"]).shape[1])
 
-    def encode(self, texts: Sequence[str]) -> torch.Tensor:
-        """Embed ``texts`` (each distinct text is encoded once); see :meth:`TextEncoder.encode`."""
+    def _encode_unique(self, texts: List[str]) -> torch.Tensor:
         import torch
         import torch.nn.functional as F
 
-        if isinstance(texts, str):
-            raise TypeError("encode() takes a sequence of texts, not a single string")
-        texts = [str(text) for text in texts]
-        unique = list(dict.fromkeys(texts))
-        if not unique:
-            return torch.zeros((0, getattr(self, "dim", 0)), dtype=torch.float32)
         with self._lock, torch.inference_mode():
             embeddings = self.model.encode(
-                unique,
+                texts,
                 batch_size=self.batch_size,
                 show_progress_bar=False,
                 convert_to_tensor=True,
                 normalize_embeddings=False,
                 **self.encode_kwargs,
             )
-        embeddings = F.normalize(embeddings.detach().to("cpu", torch.float32), dim=-1)
-        index = {text: row for row, text in enumerate(unique)}
-        rows = torch.tensor([index[text] for text in texts], dtype=torch.long)
-        return embeddings[rows].clone()
+        return F.normalize(embeddings.detach().to("cpu", torch.float32), dim=-1)
 
 
 _CACHE: dict[tuple[str, str], TextEncoder] = {}
@@ -436,19 +440,8 @@ class ClipTextEncoder(TextEncoder):
         self.name = clip.name
         self.dim = clip.dim
 
-    def encode(self, texts: Sequence[str]) -> torch.Tensor:
-        """Embed ``texts`` (each distinct text is encoded once); see :meth:`TextEncoder.encode`."""
-        import torch
-
-        if isinstance(texts, str):
-            raise TypeError("encode() takes a sequence of texts, not a single string")
-        texts = [str(text) for text in texts]
-        unique = list(dict.fromkeys(texts))
-        if not unique:
-            return torch.zeros((0, self.dim), dtype=torch.float32)
-        embeddings = self.clip.encode_texts(unique)
-        index = {text: row for row, text in enumerate(unique)}
-        return embeddings[torch.tensor([index[text] for text in texts], dtype=torch.long)].clone()
+    def _encode_unique(self, texts: List[str]) -> torch.Tensor:
+        return self.clip.encode_texts(texts)
 
 
 class ClipImageEncoder(ImageEncoder):

@@ -170,3 +170,28 @@ def preview_names(items: Sequence[str], limit: int = 5) -> str:
     shown = ", ".join(str(item) for item in items[:limit])
     return shown if len(items) <= limit else f"{shown}, ... ({len(items) - limit} more)"
 
+
+def mask_boxes(segments: np.ndarray, num_masks: int) -> np.ndarray:
+    """Inclusive ``(y0, x0, y1, x1)`` boxes of masks ``1..num_masks`` (int64 ``[n, 4]``, -1 if empty).
+
+    Segment ids above ``num_masks`` are ignored.
+    """
+    height, width = segments.shape
+    ids = np.asarray(segments, dtype=np.int64)
+    slots = max(num_masks, int(ids.max(initial=0))) + 1
+    rows = np.zeros((slots, height), dtype=bool)
+    rows[ids, np.arange(height)[:, None]] = True
+    cols = np.zeros((slots, width), dtype=bool)
+    cols[ids, np.arange(width)[None, :]] = True
+    rows, cols = rows[1 : num_masks + 1], cols[1 : num_masks + 1]
+    boxes = np.stack(
+        [
+            rows.argmax(axis=1),
+            cols.argmax(axis=1),
+            height - 1 - rows[:, ::-1].argmax(axis=1),
+            width - 1 - cols[:, ::-1].argmax(axis=1),
+        ],
+        axis=1,
+    ).astype(np.int64)
+    boxes[~rows.any(axis=1)] = -1
+    return boxes

@@ -32,6 +32,7 @@ from relationfield.labels.format import (
     combine_hashes,
     file_sha256,
     frame_file_name,
+    mask_boxes,
     normalize_frame_name,
     preview_names,
 )
@@ -481,25 +482,8 @@ def _read_frame(labels_dir: Path, name: str, semantic_dim: int, relation_dim: in
 
 def _boxes_and_areas(segments: np.ndarray, num_masks: int) -> tuple[np.ndarray, np.ndarray]:
     """Inclusive ``(y0, x0, y1, x1)`` boxes (int16, -1 for empty masks) and pixel counts of masks ``1..n``."""
-    height, width = segments.shape
-    ids = segments.astype(np.int64, copy=False)
-    areas = np.bincount(ids.reshape(-1), minlength=num_masks + 1)[1 : num_masks + 1]
-    rows = np.zeros((num_masks + 1, height), dtype=bool)
-    rows[ids, np.arange(height)[:, None]] = True
-    cols = np.zeros((num_masks + 1, width), dtype=bool)
-    cols[ids, np.arange(width)[None, :]] = True
-    rows, cols = rows[1:], cols[1:]
-    boxes = np.stack(
-        [
-            rows.argmax(axis=1),
-            cols.argmax(axis=1),
-            height - 1 - rows[:, ::-1].argmax(axis=1),
-            width - 1 - cols[:, ::-1].argmax(axis=1),
-        ],
-        axis=1,
-    )
-    boxes[areas == 0] = -1
-    return boxes.astype(np.int16), areas.astype(np.int32)
+    areas = np.bincount(segments.astype(np.int64).reshape(-1), minlength=num_masks + 1)[1 : num_masks + 1]
+    return mask_boxes(segments, num_masks).astype(np.int16), areas.astype(np.int32)
 
 
 def _image_size(data_dir: Path | None, name: str) -> tuple[int, int] | None:

@@ -67,6 +67,7 @@ from relationfield.labels.format import (
     NONE_PREDICATE,
     default_labels_dir,
     file_sha256,
+    mask_boxes,
     normalize_frame_name,
     preview_names,
     save_npz_atomic,
@@ -309,32 +310,6 @@ def parse_relations(record: Mapping[str, Any], num_masks: int) -> FrameRelations
 
 
 # ---------------------------------------------------------------------------------------- crops
-
-
-def mask_boxes(segments: np.ndarray, num_masks: int) -> np.ndarray:
-    """Inclusive ``(y0, x0, y1, x1)`` boxes of masks ``1..num_masks`` (int64 ``[n, 4]``, -1 if empty).
-
-    Segment ids above ``num_masks`` are ignored.
-    """
-    height, width = segments.shape
-    ids = np.asarray(segments, dtype=np.int64)
-    slots = max(num_masks, int(ids.max(initial=0))) + 1
-    rows = np.zeros((slots, height), dtype=bool)
-    rows[ids, np.arange(height)[:, None]] = True
-    cols = np.zeros((slots, width), dtype=bool)
-    cols[ids, np.arange(width)[None, :]] = True
-    rows, cols = rows[1 : num_masks + 1], cols[1 : num_masks + 1]
-    boxes = np.stack(
-        [
-            rows.argmax(axis=1),
-            cols.argmax(axis=1),
-            height - 1 - rows[:, ::-1].argmax(axis=1),
-            width - 1 - cols[:, ::-1].argmax(axis=1),
-        ],
-        axis=1,
-    ).astype(np.int64)
-    boxes[~rows.any(axis=1)] = -1
-    return boxes
 
 
 def crop_backdrop(image: np.ndarray, background: str) -> Optional[np.ndarray]:

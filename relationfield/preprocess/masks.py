@@ -29,7 +29,7 @@ from relationfield.errors import UserError
 from relationfield.labels.format import MAX_MASKS_PER_FRAME, file_sha256, normalize_frame_name, save_npz_atomic
 from relationfield.labels.writer import segments_from_masks
 from relationfield.preprocess.frames import select_frames
-from relationfield.preprocess.workspace import capture_frames, default_workspace, frame_stem, masks_path
+from relationfield.preprocess.workspace import capture_frames, default_workspace, failure_lines, frame_stem, masks_path
 
 SamModelType = Literal["vit_h", "vit_l", "vit_b"]
 
@@ -457,7 +457,7 @@ def run_masks(config: MasksConfig, generator: Optional[MaskGenerator] = None, pr
 
     summary["seconds"] = round(time.perf_counter() - start, 3)
     if summary["failed"] and not summary["segmented"] and not summary["skipped"]:
-        raise UserError(f"no frame could be segmented:\n{_failure_lines(summary['failed'])}")
+        raise UserError(f"no frame could be segmented:\n{failure_lines(summary['failed'])}")
     return summary
 
 
@@ -506,15 +506,6 @@ def _segment_frame(
     summary["masks"] += int(len(arrays["scores"]))
 
 
-def _failure_lines(failed: Mapping[str, str], limit: int = 10) -> str:
-    """One ``  name: reason`` line per failure (at most ``limit``, then a count)."""
-    items = list(failed.items())
-    lines = [f"  {name}: {reason}" for name, reason in items[:limit]]
-    if len(items) > limit:
-        lines.append(f"  ... ({len(items) - limit} more)")
-    return "\n".join(lines)
-
-
 def summary_text(summary: Mapping[str, Any]) -> str:
     """A human-readable report of :func:`run_masks`'s summary (for the CLI)."""
     text = (
@@ -524,5 +515,5 @@ def summary_text(summary: Mapping[str, Any]) -> str:
         f"Workspace: {summary['workspace']}"
     )
     if summary["failed"]:
-        text += f"\nFailed frames:\n{_failure_lines(summary['failed'])}"
+        text += f"\nFailed frames:\n{failure_lines(summary['failed'])}"
     return text

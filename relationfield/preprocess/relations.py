@@ -58,6 +58,7 @@ from relationfield.preprocess.vlm import (
 from relationfield.preprocess.workspace import (
     capture_frames,
     default_workspace,
+    failure_lines,
     frame_stem,
     masks_path,
     overlay_path,
@@ -504,15 +505,6 @@ def run_relations(config: RelationsConfig, progress: bool = True, client: Any = 
     return summary
 
 
-def _failure_lines(failed: Mapping[str, str], limit: int = 10) -> str:
-    """One ``  name: reason`` line per failure (at most ``limit``, then a count)."""
-    items = list(failed.items())
-    lines = [f"  {name}: {reason}" for name, reason in items[:limit]]
-    if len(items) > limit:
-        lines.append(f"  ... ({len(items) - limit} more)")
-    return "\n".join(lines)
-
-
 def _cost_text(cost: Optional[float]) -> str:
     return "unknown (pass --price-input and --price-output)" if cost is None else f"${cost:.4f}"
 
@@ -541,5 +533,5 @@ def summary_text(summary: Mapping[str, Any]) -> str:
             f"cost {_cost_text(summary['cost'])}. Workspace: {summary['workspace']}"
         )
     if summary["failed"]:
-        text += f"\nFailed frames (asked again by the next run):\n{_failure_lines(summary['failed'])}"
+        text += f"\nFailed frames (asked again by the next run):\n{failure_lines(summary['failed'])}"
     return text

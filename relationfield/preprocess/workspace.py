@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Mapping
 
 from relationfield.labels.format import atomic_write, frame_file_name, normalize_frame_name
 
@@ -101,3 +101,12 @@ def capture_frames(data_dir: Path) -> List[Dict[str, Any]]:
     if not isinstance(frames, list) or not frames:
         raise UserError(f"{path} lists no frames.")
     return frames
+
+
+def failure_lines(failed: Mapping[str, str], limit: int = 10) -> str:
+    """One ``  name: reason`` line per failed frame (at most ``limit``, then a count), for summaries."""
+    items = list(failed.items())
+    lines = [f"  {name}: {reason}" for name, reason in items[:limit]]
+    if len(items) > limit:
+        lines.append(f"  ... ({len(items) - limit} more)")
+    return "\n".join(lines)
