@@ -51,8 +51,9 @@ class ExtractionConfig:
     """HDBSCAN's min_samples: higher values call more of the in-between points noise."""
     min_node_points: int = 10
     """Nodes with fewer points are dropped."""
-    merge_similarity: float = 0.85
-    """Touching parts whose mean instance features have at least this cosine similarity are merged."""
+    merge_similarity: float = 0.95
+    """Touching parts whose mean clustering features have at least this cosine similarity are merged
+    (high: walls that meet at a corner stay apart)."""
     label_top_k: int = 10
     """Label scores kept per node."""
     label_temperature: float = 0.02
