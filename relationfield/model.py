@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Tuple, Type
 
 import torch
+from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.field_components.field_heads import FieldHeadNames
-from nerfstudio.data.scene_box import SceneBox
+from nerfstudio.data.scene_box import OrientedBox, SceneBox
 from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
 from nerfstudio.model_components.losses import scale_gradients_by_distance_squared
 from torch import Tensor
@@ -25,6 +26,7 @@ from torch.nn import Parameter
 from relationfield.compat import install_offline_lpips
 from relationfield.heads import FeatureHead, GridSpec, RelationHead, composite, topk_samples
 from relationfield.losses import cosine_loss, instance_contrastive_loss, relation_loss
+from relationfield.viewer import RelationViewerControls
 
 LABEL_SPEC_KEY = "relationfield"
 
@@ -95,6 +97,8 @@ class RelationFieldModel(NerfactoModel):
         """Query position z (normalised world frame, [3]) for rendering relation features at inference."""
         self.render_features = True
         """Render semantic and instance features outside training (switch off to save memory)."""
+        self.viewer_controls = RelationViewerControls()
+        """The viewer's query panel (nerfstudio's viewer finds its elements); no parameters."""
 
     @contextmanager
     def rendering(self, features: bool, relation_query: Optional[Tensor] = None) -> Iterator[None]:
@@ -111,6 +115,11 @@ class RelationFieldModel(NerfactoModel):
             yield
         finally:
             self.render_features, self.relation_query = previous
+
+    def get_outputs_for_camera(self, camera: Cameras, obb_box: Optional[OrientedBox] = None) -> Dict[str, Tensor]:
+        """nerfstudio's camera render (the viewer's and eval's), plus the viewer's query outputs once attached."""
+        bundle = camera.generate_rays(camera_indices=0, keep_shape=True, obb_box=obb_box)
+        return self.viewer_controls.add_outputs(bundle, self.get_outputs_for_camera_ray_bundle(bundle))
 
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
         groups = super().get_param_groups()
