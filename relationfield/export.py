@@ -1,4 +1,4 @@
-"""Scene-graph export shared by ``relationfield export``, ``relationfield demo`` and the viewer."""
+"""Scene-graph export shared by ``relationfield export`` and ``relationfield demo``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
-from relationfield.extract import Extraction, ExtractionConfig, Progress, extract_scene_graph
+from relationfield.extract import Extraction, ExtractionConfig, Progress, extract_scene_graph, no_progress
 from relationfield.query import FieldQuery
 from relationfield.scene_graph import write_scene_graph
 
@@ -27,13 +27,12 @@ def export_scene_graph(
     objects: Sequence[str],
     predicates: Sequence[str],
     config: Optional[ExtractionConfig] = None,
-    progress: Optional[Progress] = None,
+    progress: Progress = no_progress,
     load_config: Optional[Path] = None,
 ) -> ExportResult:
     """Extract the scene graph of a loaded run and write scene_graph.json/.png and points.ply."""
     start = time.perf_counter()
-    kwargs = {} if progress is None else {"progress": progress}
-    extraction = extract_scene_graph(query, objects, predicates, config or ExtractionConfig(), **kwargs)
+    extraction = extract_scene_graph(query, objects, predicates, config or ExtractionConfig(), progress)
     seconds = time.perf_counter() - start
     metadata = {"extraction_seconds": round(seconds, 2)}
     if load_config is not None:

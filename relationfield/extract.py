@@ -89,7 +89,7 @@ class Extraction:
 Progress = Callable[[str, int], Callable[[int], None]]
 
 
-def _no_progress(_: str, __: int) -> Callable[[int], None]:
+def no_progress(_: str, __: int) -> Callable[[int], None]:
     return lambda _step: None
 
 
@@ -271,7 +271,7 @@ class Segmentation:
         return self.points[torch.from_numpy(self.labels == node_id)]
 
 
-def segment(query: FieldQuery, config: ExtractionConfig, progress: Progress = _no_progress) -> Segmentation:
+def segment(query: FieldQuery, config: ExtractionConfig, progress: Progress = no_progress) -> Segmentation:
     """Surface points of the field, clustered into instances."""
     points, colors = surface_points(query, config, progress)
     world = query.to_world(points).numpy() if len(points) else np.zeros((0, 3))
@@ -316,7 +316,7 @@ def label_nodes(query: FieldQuery, seg: Segmentation, objects: Sequence[str], co
     return nodes
 
 
-def instance_point_cloud(query: FieldQuery, config: ExtractionConfig, progress: Progress = _no_progress) -> Tuple[np.ndarray, np.ndarray]:
+def instance_point_cloud(query: FieldQuery, config: ExtractionConfig, progress: Progress = no_progress) -> Tuple[np.ndarray, np.ndarray]:
     """World-frame surface points and their instance ids (-1 = none)."""
     seg = segment(query, config, progress)
     return seg.world, seg.labels
@@ -327,7 +327,7 @@ def extract_scene_graph(
     objects: Sequence[str],
     predicates: Sequence[str],
     config: Optional[ExtractionConfig] = None,
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
 ) -> Extraction:
     """Extract a scene graph (world frame) from a loaded run."""
     import time
@@ -367,7 +367,7 @@ def score_links(
     nodes: Sequence[SceneNode],
     predicates: Sequence[str],
     config: ExtractionConfig,
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
 ) -> List[SceneLink]:
     """Score the candidate pairs in batches: x on the subject, z on the object, averaged features."""
     texts = [*predicates, NONE]
