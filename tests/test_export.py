@@ -13,6 +13,7 @@ import yaml
 
 from relationfield.cli import entrypoint
 from relationfield.errors import UserError
+from relationfield.scene_graph import read_ply
 
 pytestmark = pytest.mark.slow
 
@@ -41,9 +42,18 @@ def test_export_writes_a_valid_graph_in_the_capture_frame(exported, synth_captur
     graph = nx.node_link_graph(data, edges="links")
     assert graph.is_directed() and graph.number_of_nodes() >= 5
     low, high = room_box(synth_capture)
+    # The cloud is in the capture's metric frame: its bulk fills the room. Left in the dataparser's
+    # normalised frame it would span about a third of it.
+    points, node_ids = read_ply(exported / "points.ply")
+    bulk_low, bulk_high = np.percentile(points, 2, axis=0), np.percentile(points, 98, axis=0)
+    assert (bulk_low >= low - 0.15).all() and (bulk_high <= high + 0.15).all(), (bulk_low, bulk_high)
+    assert ((bulk_high - bulk_low) >= 0.6 * (high - low)).all(), (bulk_low, bulk_high, low, high)
+    assert node_ids is not None and set(np.unique(node_ids[node_ids >= 0])) <= {n["id"] for n in data["nodes"]}
     for node in data["nodes"]:
+        # a short-trained field puts some depth just behind the thin walls, so a wall's centroid may sit
+        # a little outside the room
         centroid = np.array(node["centroid"])
-        assert (centroid >= low - 0.05).all() and (centroid <= high + 0.05).all(), node
+        assert (centroid >= low - 0.25).all() and (centroid <= high + 0.25).all(), node
         assert node["label_scores"][0][0] == node["label"]
     for link in data["links"]:
         names = [name for name, _ in link["predicate_scores"]]
