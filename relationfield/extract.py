@@ -49,6 +49,14 @@ class ExtractionConfig:
     """HDBSCAN's min_cluster_size on that subsample (small, so that cups and books survive)."""
     min_samples: int = 10
     """HDBSCAN's min_samples: higher values call more of the in-between points noise."""
+    noise_min_cluster_size: int = 20
+    """Second pass: HDBSCAN's min_cluster_size (and min_samples) on the points the first pass called noise.
+    Small objects (a book in a shelf) are too few in the first subsample and end up there; 0 turns the
+    pass off."""
+    new_object_similarity: float = 0.8
+    """A second-pass cluster becomes a new object only if the cosine similarity of its mean clustering
+    feature to every first-pass cluster's is below this (otherwise it is the fringe of a known object,
+    e.g. the seam where two walls meet, and stays noise)."""
     min_node_points: int = 10
     """Nodes with fewer points are dropped."""
     merge_similarity: float = 0.95
@@ -163,25 +171,62 @@ def cluster_instances(features: Tensor, config: ExtractionConfig) -> np.ndarray:
     """HDBSCAN cluster id per point (-1 = noise) from (unit-norm) clustering features.
 
     HDBSCAN runs on a random subsample of ``cluster_points`` points in ``cluster_dims`` PCA dimensions;
-    every other point takes the label of its nearest subsampled neighbour in that space.
+    every other point takes the label of its nearest subsampled neighbour in that space. A second pass
+    clusters what the first called noise and keeps the clusters that are unlike every first-pass cluster
+    (:func:`recluster_noise`).
     """
-    import hdbscan
-    from scipy.spatial import cKDTree
-
     n = len(features)
     if n == 0:
         return np.zeros(0, dtype=int)
-    rng = np.random.default_rng(config.seed)
-    sample = np.sort(rng.choice(n, size=min(n, config.cluster_points), replace=False))
     reduced = reduce_dims(features, config.cluster_dims)
-    if len(sample) <= config.min_cluster_size:
-        return np.full(n, -1)
-    clusterer = hdbscan.HDBSCAN(min_cluster_size=config.min_cluster_size, min_samples=config.min_samples)
-    sub_labels = clusterer.fit_predict(reduced[sample])
+    labels = _hdbscan_labels(reduced, np.arange(n), config.min_cluster_size, config.min_samples, config)
+    if config.noise_min_cluster_size > 0 and (labels >= 0).any():
+        labels = recluster_noise(reduced, features.numpy(), labels, config)
+    return labels
+
+
+def _hdbscan_labels(reduced: np.ndarray, members: np.ndarray, min_size: int, min_samples: int, config: ExtractionConfig) -> np.ndarray:
+    """HDBSCAN labels of ``reduced[members]`` (subsampled to ``cluster_points``; the rest take their nearest
+    sampled neighbour's label)."""
+    import hdbscan
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(config.seed)
+    sample = np.sort(rng.choice(members, size=min(len(members), config.cluster_points), replace=False))
+    if len(sample) <= min_size:
+        return np.full(len(members), -1)
+    sub_labels = hdbscan.HDBSCAN(min_cluster_size=min_size, min_samples=min_samples).fit_predict(reduced[sample])
     if (sub_labels < 0).all():
-        return np.full(n, -1)
-    _, nearest = cKDTree(reduced[sample]).query(reduced, k=1)
+        return np.full(len(members), -1)
+    _, nearest = cKDTree(reduced[sample]).query(reduced[members], k=1)
     return sub_labels[nearest]
+
+
+def recluster_noise(reduced: np.ndarray, features: np.ndarray, labels: np.ndarray, config: ExtractionConfig) -> np.ndarray:
+    """Cluster the noise points again; clusters unlike every existing one become new clusters.
+
+    Small objects have too few points in the first pass's subsample to form a cluster, so their points
+    end up as noise, where they are dense again.
+    """
+    noise = np.nonzero(labels < 0)[0]
+    size = config.noise_min_cluster_size
+    if len(noise) <= size:
+        return labels
+    sub = _hdbscan_labels(reduced, noise, size, size, config)
+    known = [c for c in np.unique(labels) if c >= 0]
+    means = _unit(np.stack([features[labels == c].mean(0) for c in known]))
+    out = labels.copy()
+    next_id = int(labels.max()) + 1
+    for c in np.unique(sub[sub >= 0]):
+        members = noise[sub == c]
+        if float((means @ _unit(features[members].mean(0))).max()) < config.new_object_similarity:
+            out[members] = next_id
+            next_id += 1
+    return out
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / (np.linalg.norm(x, axis=-1, keepdims=True) + 1e-8)
 
 
 def split_connected(points: np.ndarray, labels: np.ndarray, voxel: float, min_points: int) -> np.ndarray:
@@ -217,8 +262,7 @@ def merge_parts(points: np.ndarray, labels: np.ndarray, features: np.ndarray, co
     ids = [i for i in np.unique(labels) if i >= 0]
     if len(ids) < 2:
         return labels
-    means = np.stack([features[labels == i].mean(0) for i in ids])
-    means /= np.linalg.norm(means, axis=1, keepdims=True) + 1e-8
+    means = _unit(np.stack([features[labels == i].mean(0) for i in ids]))
     boxes = [(points[labels == i].min(0), points[labels == i].max(0)) for i in ids]
     parent = list(range(len(ids)))
 

@@ -1,0 +1,79 @@
+"""Instance clustering of extraction on hand-made features (no field needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from relationfield.extract import ExtractionConfig, cluster_instances, merge_parts, recluster_noise, reduce_dims, split_connected
+
+
+def _blob(rng: np.random.Generator, centre: np.ndarray, count: int, spread: float = 0.02) -> np.ndarray:
+    points = centre + spread * rng.standard_normal((count, len(centre)))
+    return points / np.linalg.norm(points, axis=1, keepdims=True)
+
+
+def _directions(rng: np.random.Generator, count: int, dims: int = 8) -> np.ndarray:
+    return np.linalg.qr(rng.standard_normal((dims, dims)))[0][:count]  # orthonormal: cosine 0 between objects
+
+
+def test_small_objects_missed_by_the_subsample_are_found_by_the_noise_pass():
+    rng = np.random.default_rng(0)
+    centres = _directions(rng, 5)
+    big = [_blob(rng, c, 3000) for c in centres[:3]]
+    # about 6 points each in a 2000-point subsample: below min_cluster_size
+    small = [_blob(rng, c, 30) for c in centres[3:]]
+    features = torch.from_numpy(np.concatenate(big + small)).float()
+    truth = np.repeat(np.arange(5), [3000, 3000, 3000, 30, 30])
+    base = ExtractionConfig(cluster_points=2000, cluster_dims=6, min_cluster_size=10, min_samples=10)
+
+    def dominant(labels: np.ndarray, obj: int) -> int:
+        ids, counts = np.unique(labels[truth == obj], return_counts=True)
+        return int(ids[counts.argmax()])
+
+    without = cluster_instances(features, ExtractionConfig(**{**vars(base), "noise_min_cluster_size": 0}))
+    assert dominant(without, 3) < 0 and dominant(without, 4) < 0  # the first pass alone calls them noise
+
+    labels = cluster_instances(features, base)
+    ids = [dominant(labels, obj) for obj in range(5)]
+    assert min(ids) >= 0 and len(set(ids)) == 5, ids  # five objects, five clusters
+    for obj in (3, 4):
+        assert (labels[truth == obj] == ids[obj]).mean() >= 0.9
+
+
+def test_the_noise_pass_keeps_fringes_of_known_objects_as_noise():
+    rng = np.random.default_rng(1)
+    a, b, c = _directions(rng, 3)
+    known = _blob(rng, a, 500)
+    fringe = _blob(rng, a + 0.4 * b, 60, spread=0.01)  # cosine about 0.93 to object a: a seam, not an object
+    new = _blob(rng, c, 60, spread=0.01)  # unlike anything known
+    features = np.concatenate([known, fringe, new])
+    labels = np.concatenate([np.zeros(500, int), np.full(120, -1)])
+    config = ExtractionConfig(cluster_points=10000, noise_min_cluster_size=20)
+    out = recluster_noise(reduce_dims(torch.from_numpy(features), 6), features, labels, config)
+    assert (out[:500] == 0).all()
+    assert (out[500:560] < 0).all()
+    new_ids = np.unique(out[560:])
+    assert len(new_ids) == 1 and new_ids[0] == 1
+
+
+def test_split_connected_separates_distant_parts_and_drops_tiny_ones():
+    rng = np.random.default_rng(2)
+    left = rng.uniform(0, 0.5, (200, 3))
+    right = rng.uniform(0, 0.5, (200, 3)) + [2.0, 0, 0]
+    speck = rng.uniform(0, 0.05, (3, 3)) + [5.0, 0, 0]
+    points = np.concatenate([left, right, speck])
+    out = split_connected(points, np.zeros(len(points), int), voxel=0.1, min_points=10)
+    assert len(set(out[:200])) == 1 and len(set(out[200:400])) == 1 and out[0] != out[200]
+    assert (out[400:] == -1).all()
+
+
+def test_merge_parts_joins_touching_similar_parts_only():
+    rng = np.random.default_rng(3)
+    a, b = _directions(rng, 2)
+    points = np.concatenate([rng.uniform(0, 1, (100, 3)), rng.uniform(0, 1, (100, 3)) + [1.05, 0, 0], rng.uniform(0, 1, (100, 3)) + [2.1, 0, 0]])
+    features = np.concatenate([_blob(rng, a, 100), _blob(rng, a, 100), _blob(rng, b, 100)])
+    labels = np.repeat([0, 1, 2], 100)
+    out = merge_parts(points, labels, features, ExtractionConfig(merge_similarity=0.9), voxel=0.05)
+    assert len(set(out[:200])) == 1  # parts 0 and 1 touch and agree
+    assert out[250] != out[0]  # part 2 touches part 1 but is a different object
