@@ -75,11 +75,14 @@ def relation_targets_onehot(predicate_ids: Tensor, num_predicates: int) -> Tenso
 def multi_positive_contrastive_loss(
     pred: Tensor, table: Tensor, positives: Tensor, weights: Tensor, temperature: float = 0.1
 ) -> Tensor:
-    """InfoNCE against a table of text embeddings with several positives per row.
+    """InfoNCE against a table of text embeddings with several positives per row, one term per positive.
 
-    ``-log(sum_{p in pos} softmax(cos(pred, table) / T)_p)``: every predicate of a pair is a positive
-    and all the capture's other relation texts (and "none") are negatives, which keeps antonyms such
-    as "bigger than" / "smaller than" apart even though their text embeddings are close.
+    For every positive p of a row: ``-log(exp(s_p) / (exp(s_p) + sum_{n in neg} exp(s_n)))`` with
+    ``s = cos(pred, table) / T``, averaged over the row's positives. Each predicate of a pair must beat
+    all the capture's other relation texts (and "none"), so a pair that is both "standing on" and
+    "smaller than" ranks both high instead of only the easier one, and antonyms such as
+    "bigger than" / "smaller than" stay apart even though their text embeddings are close. The other
+    positives are left out of each term's denominator, so positives do not compete.
 
     Args:
         pred: [N, D] rendered relation features.
@@ -88,10 +91,11 @@ def multi_positive_contrastive_loss(
         weights: [N] per-ray weights (0 = ignore).
     """
     logits = F.normalize(pred, dim=-1) @ F.normalize(table.to(pred.dtype), dim=-1).T / temperature
-    log_all = torch.logsumexp(logits, dim=-1)
-    log_pos = torch.logsumexp(logits.masked_fill(~positives, float("-inf")), dim=-1)
-    has_pos = positives.any(dim=-1)
-    per_ray = torch.where(has_pos, log_all - log_pos, torch.zeros_like(log_all))
+    log_negatives = torch.logsumexp(logits.masked_fill(positives, float("-inf")), dim=-1, keepdim=True)
+    per_positive = F.softplus(log_negatives - logits)  # -log(e^s_p / (e^s_p + sum_neg e^s_n))
+    count = positives.sum(dim=-1)
+    per_ray = (per_positive * positives).sum(dim=-1) / count.clamp(min=1)
+    has_pos = count > 0
     return _masked_mean(per_ray, weights.to(pred.dtype) * has_pos.to(pred.dtype))
 
 

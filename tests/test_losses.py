@@ -1,5 +1,7 @@
 """Losses on tiny tensors: values where they are known, and that optimising them does what they claim."""
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -86,11 +88,18 @@ def test_contrastive_separates_antonyms_better_than_cosine_alone():
     assert margin_con > margin_cos + 0.05
 
 
-def test_multi_positive_accepts_any_positive():
+def test_multi_positive_wants_every_positive_above_the_negatives():
     table = torch.eye(3)
     pos = torch.tensor([[True, True, False]])
     near_first = multi_positive_contrastive_loss(torch.tensor([[5.0, 0, 0]]), table, pos, torch.ones(1))
     near_second = multi_positive_contrastive_loss(torch.tensor([[0, 5.0, 0]]), table, pos, torch.ones(1))
+    between = multi_positive_contrastive_loss(torch.tensor([[1.0, 1.0, 0]]), table, pos, torch.ones(1))
     near_negative = multi_positive_contrastive_loss(torch.tensor([[0, 0, 5.0]]), table, pos, torch.ones(1))
     assert torch.isclose(near_first, near_second)
-    assert near_first < near_negative
+    # one positive alone leaves the other tied with the negative: log 2 / 2 for that row
+    assert torch.isclose(near_first, torch.tensor(math.log(2) / 2), atol=1e-3)
+    assert between < 0.01 < near_first < near_negative
+    # a single positive is plain InfoNCE: -log softmax
+    single = multi_positive_contrastive_loss(torch.tensor([[0.3, -0.2, 0.5]]), table, torch.tensor([[True, False, False]]), torch.ones(1))
+    logits = torch.nn.functional.normalize(torch.tensor([0.3, -0.2, 0.5]), dim=0) / 0.1
+    assert torch.isclose(single, -torch.log_softmax(logits, dim=0)[0], atol=1e-5)
