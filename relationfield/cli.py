@@ -123,8 +123,10 @@ class ExportSceneGraph:
     """Score every ordered pair of objects, not only those within --max-distance."""
     max_distance: float = 3.0
     """Candidate pairs are objects whose boxes are at most this far apart (world units)."""
-    max_views: int = 30
-    """Training views rendered to find surface points."""
+    max_views: int = 60
+    """Training views rendered to find surface points (evenly spread)."""
+    view_pixels: int = 3072
+    """Larger views are rendered downscaled to about this many pixels (0 = full resolution; raise it on a GPU)."""
 
     def main(self) -> None:
         from relationfield.export import export_scene_graph
@@ -134,7 +136,9 @@ class ExportSceneGraph:
 
         objects, predicates = object_vocab(self.object_vocab), predicate_vocab(self.predicate_vocab)
         query = FieldQuery.load(self.load_config)
-        config = ExtractionConfig(all_pairs=self.all_pairs, max_distance=self.max_distance, max_views=self.max_views)
+        config = ExtractionConfig(
+            all_pairs=self.all_pairs, max_distance=self.max_distance, max_views=self.max_views, view_pixels=self.view_pixels
+        )
         bar, progress = rich_progress()
         with bar:
             result = export_scene_graph(
@@ -156,8 +160,10 @@ class ExportPointcloud:
     """config.yml of a relationfield or relationfield-lite run."""
     output_dir: Path
     """Directory to write points.ply to."""
-    max_views: int = 30
-    """Training views rendered to find surface points."""
+    max_views: int = 60
+    """Training views rendered to find surface points (evenly spread)."""
+    view_pixels: int = 3072
+    """Larger views are rendered downscaled to about this many pixels (0 = full resolution; raise it on a GPU)."""
 
     def main(self) -> None:
         from relationfield.extract import ExtractionConfig, instance_point_cloud
@@ -167,7 +173,7 @@ class ExportPointcloud:
         query = FieldQuery.load(self.load_config)
         bar, progress = rich_progress()
         with bar:
-            world, labels = instance_point_cloud(query, ExtractionConfig(max_views=self.max_views), progress)
+            world, labels = instance_point_cloud(query, ExtractionConfig(max_views=self.max_views, view_pixels=self.view_pixels), progress)
         ids = sorted({int(i) for i in labels})
         palette = dict(zip(ids, node_colors(ids)))
         colors = np.stack([palette[int(i)] for i in labels]) if len(labels) else np.zeros((0, 3), np.uint8)

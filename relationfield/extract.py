@@ -33,10 +33,11 @@ from relationfield.vocab import NONE
 class ExtractionConfig:
     """Knobs of scene-graph extraction (defaults suit the synthetic scenes and room-sized captures)."""
 
-    max_views: int = 30
-    """Training views rendered for surface points (evenly spread)."""
-    render_scale: float = 1.0
-    """Resolution of those renders relative to the training images."""
+    max_views: int = 60
+    """Training views rendered for surface points (evenly spread). Many small renders find more of the
+    scene than a few large ones."""
+    view_pixels: int = 3072
+    """Larger views are rendered downscaled to about this many pixels (0 = full resolution)."""
     min_accumulation: float = 0.5
     """Pixels whose rendered opacity is lower are not surface points."""
     voxels_per_side: int = 240
@@ -113,8 +114,9 @@ def surface_points(query: FieldQuery, config: ExtractionConfig, progress: Progre
     with model.rendering(features=False):
         for view in views.tolist():
             camera = cameras[view : view + 1]  # indexing makes a copy, safe to rescale
-            if config.render_scale != 1.0:
-                camera.rescale_output_resolution(config.render_scale)
+            scale = render_scale(int(camera.width) * int(camera.height), config.view_pixels)
+            if scale < 1.0:
+                camera.rescale_output_resolution(scale)
             bundle = camera.generate_rays(camera_indices=0).to(query.device)
             outputs = model.get_outputs_for_camera_ray_bundle(bundle)
             keep = outputs["accumulation"][..., 0] > config.min_accumulation
@@ -125,6 +127,13 @@ def surface_points(query: FieldQuery, config: ExtractionConfig, progress: Progre
     if not points or sum(len(p) for p in points) == 0:
         return torch.zeros(0, 3), torch.zeros(0, 3)
     return voxel_dedup(torch.cat(points), torch.cat(colors), config.voxels_per_side)
+
+
+def render_scale(pixels: int, view_pixels: int) -> float:
+    """Resolution factor that brings a view of ``pixels`` pixels down to about ``view_pixels`` (never up)."""
+    if view_pixels <= 0 or pixels <= view_pixels:
+        return 1.0
+    return (view_pixels / pixels) ** 0.5
 
 
 def voxel_dedup(points: Tensor, colors: Tensor, voxels_per_side: int) -> Tuple[Tensor, Tensor]:

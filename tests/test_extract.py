@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
-from relationfield.extract import ExtractionConfig, cluster_instances, merge_parts, recluster_noise, reduce_dims, split_connected
+from relationfield.extract import (
+    ExtractionConfig,
+    cluster_instances,
+    merge_parts,
+    recluster_noise,
+    reduce_dims,
+    render_scale,
+    split_connected,
+)
 
 
 def _blob(rng: np.random.Generator, centre: np.ndarray, count: int, spread: float = 0.02) -> np.ndarray:
@@ -77,3 +86,9 @@ def test_merge_parts_joins_touching_similar_parts_only():
     out = merge_parts(points, labels, features, ExtractionConfig(merge_similarity=0.9), voxel=0.05)
     assert len(set(out[:200])) == 1  # parts 0 and 1 touch and agree
     assert out[250] != out[0]  # part 2 touches part 1 but is a different object
+
+
+def test_render_scale_shrinks_large_views_to_the_pixel_budget_and_never_enlarges():
+    assert render_scale(1920 * 1080, 3072) * 1920 * render_scale(1920 * 1080, 3072) * 1080 == pytest.approx(3072)
+    assert render_scale(64 * 48, 3072) == 1.0 and render_scale(32 * 24, 3072) == 1.0
+    assert render_scale(1920 * 1080, 0) == 1.0
