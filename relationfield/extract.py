@@ -33,10 +33,9 @@ from relationfield.vocab import NONE
 class ExtractionConfig:
     """Knobs of scene-graph extraction (defaults suit the synthetic scenes and room-sized captures)."""
 
-    max_views: int = 60
-    """Training views rendered for surface points (evenly spread). Many small renders find more of the
-    scene than a few large ones."""
-    view_pixels: int = 3072
+    max_views: int = 40
+    """Training views rendered for surface points (evenly spread)."""
+    view_pixels: int = 4096
     """Larger views are rendered downscaled to about this many pixels (0 = full resolution)."""
     min_accumulation: float = 0.5
     """Pixels whose rendered opacity is lower are not surface points."""
