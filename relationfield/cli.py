@@ -420,6 +420,15 @@ SUBCOMMANDS: Dict[str, object] = {
 }
 
 
+def quiet_known_library_warnings() -> None:
+    """Hide warnings that nerfstudio and torch print on every run and that users can do nothing about
+    (nerfstudio's camera indexing under torch 2.8, torch.jit.script's deprecation)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="Using a non-tuple sequence for multidimensional indexing", category=UserWarning)
+    warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
+
+
 def entrypoint(argv: Optional[list] = None) -> None:
     """Console entry point of ``relationfield``."""
     descriptions = {"export": "Export a trained run: the 3D scene graph, or the instance point cloud."}
@@ -432,6 +441,7 @@ def entrypoint(argv: Optional[list] = None) -> None:
         args=argv,
         description="RelationField: relations and 3D scene graphs from radiance fields.",
     )
+    quiet_known_library_warnings()
     try:
         command.main()
     except UserError as error:
