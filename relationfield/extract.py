@@ -423,7 +423,6 @@ def score_links(
 ) -> List[SceneLink]:
     """Score the candidate pairs in batches: x on the subject, z on the object, averaged features."""
     texts = [*predicates, NONE]
-    table = F.normalize(query.encode(texts, "relation").float(), dim=-1)
     none_index = len(texts) - 1
     members = [torch.from_numpy(np.nonzero(labels == node.id)[0]) for node in nodes]
     generator = torch.Generator().manual_seed(config.seed)
@@ -443,7 +442,7 @@ def score_links(
         p, m, q = len(batch), x.shape[1], z.shape[1]
         feats = head(x[:, :, None, :].expand(p, m, q, 3), z[:, None, :, :].expand(p, m, q, 3))
         mean = F.normalize(F.normalize(feats, dim=-1).mean(dim=(1, 2)), dim=-1)
-        probs = torch.softmax(mean @ table.T / config.predicate_temperature, dim=-1).cpu()
+        probs = query.predicate_probabilities(mean, texts, config.predicate_temperature).cpu()
         for (a, b), row in zip(batch, probs):
             scores = _top(row, texts, config.predicate_top_k, always=none_index)
             best = max(((n, s) for n, s in scores if n != NONE), key=lambda item: item[1])

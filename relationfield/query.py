@@ -151,13 +151,17 @@ class FieldQuery:
     def relation_relevancy(self, points: Tensor, references: Tensor, text: str) -> Tensor:
         return self.relevancy(self.relation(points, references), text, "relation")
 
+    def predicate_probabilities(self, features: Tensor, texts: Sequence[str], temperature: float) -> Tensor:
+        """Softmax over ``texts`` (relation space) of unit relation features ``[N, D]``: ``[N, len(texts)]``."""
+        return torch.softmax(features @ self.encode(texts, "relation").to(features.dtype).T / temperature, dim=-1)
+
     def predicate_scores(
         self, subject_points: Tensor, object_points: Tensor, predicates: Sequence[str], temperature: float = 0.05
     ) -> List[Tuple[str, float]]:
         """Predicates (plus "none") ranked for subject -> object, as softmax probabilities."""
         texts = [*predicates, "none"] if "none" not in predicates else list(predicates)
         feature = F.normalize(self.relation(subject_points, object_points).mean(dim=0), dim=-1)
-        probs = torch.softmax(self.encode(texts, "relation") @ feature / temperature, dim=0)
+        probs = self.predicate_probabilities(feature[None], texts, temperature)[0]
         order = torch.argsort(probs, descending=True).tolist()
         return [(texts[i], float(probs[i])) for i in order]
 
