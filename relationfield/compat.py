@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, List
+from typing import Any
 
 LOGGER = logging.getLogger(__name__)
 _ALLOWED = False
 
 
-def _numpy_checkpoint_globals() -> List[Any]:
+def _numpy_checkpoint_globals() -> list[Any]:
     import numpy as np
 
-    allowed: List[Any] = [np.dtype]
+    allowed: list[Any] = [np.dtype]
     for module_name in ("numpy.core.multiarray", "numpy._core.multiarray"):
         try:
             module = __import__(module_name, fromlist=["scalar"])

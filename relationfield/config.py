@@ -12,7 +12,6 @@ Importing it also lets ``torch.load`` read nerfstudio checkpoints (see :mod:`rel
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import torch
 from nerfstudio.cameras.camera_optimizers import CameraOptimizerConfig
@@ -34,7 +33,7 @@ install_offline_lpips()
 
 
 def default_device() -> str:
-    """"cuda" when a GPU is visible, else "cpu"."""
+    """ "cuda" when a GPU is visible, else "cpu"."""
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -134,7 +133,9 @@ def relationfield_lite_config() -> TrainerConfig:
     )
 
 
-def lite_run_config(data: Path, labels_dir: Path, output_dir: Path, steps: int, device: Optional[str] = None) -> TrainerConfig:
+def lite_run_config(
+    data: Path, labels_dir: Path, output_dir: Path, steps: int, device: str | None = None
+) -> TrainerConfig:
     """relationfield-lite set up for a scripted run: no viewer, a learning-rate schedule fitted to
     ``steps``, and one checkpoint at the end (the demo and the tests train with this)."""
     config = relationfield_lite_config()

@@ -10,9 +10,10 @@ relation); targets are gathered per batch.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Literal, Optional, Sequence, Tuple, Type, Union
+from typing import Literal
 
 import torch
 from nerfstudio.cameras.rays import RayBundle
@@ -40,7 +41,7 @@ class RelationFieldDataset(InputDataset):
         if load_depth and not depth_files:
             CONSOLE.print("[yellow]Depth supervision requested but the capture has no depth_file_path; it is off.")
 
-    def get_metadata(self, data: Dict) -> Dict:
+    def get_metadata(self, data: dict) -> dict:
         if not self.load_depth:
             return {}
         index = data["image_idx"]
@@ -60,12 +61,12 @@ class PairPixelSampler(PixelSampler):
         super().__init__(config, **kwargs)
         self.pair_sampler = pair_sampler
 
-    def sample(self, image_batch: Dict) -> Dict:
+    def sample(self, image_batch: dict) -> dict:
         images = image_batch["image"]
         image_idx = image_batch["image_idx"].cpu()
-        sizes: List[Tuple[int, int]] = [(int(img.shape[0]), int(img.shape[1])) for img in images]
+        sizes: list[tuple[int, int]] = [(int(img.shape[0]), int(img.shape[1])) for img in images]
         pairs = self.pair_sampler.sample(image_idx.tolist(), sizes, self.num_rays_per_batch)
-        batch: Dict = {}
+        batch: dict = {}
         for key, value in image_batch.items():
             if key == "image_idx" or value is None:
                 continue
@@ -85,8 +86,8 @@ class PairPixelSampler(PixelSampler):
 class RelationFieldDataManagerConfig(VanillaDataManagerConfig):
     """Data manager that feeds RelationField's label store to ray pairs."""
 
-    _target: Type = field(default_factory=lambda: RelationFieldDataManager)
-    labels_dir: Optional[Path] = None
+    _target: type = field(default_factory=lambda: RelationFieldDataManager)
+    labels_dir: Path | None = None
     """Label store directory (default: DATA/relationfield)."""
     images_per_batch: int = 8
     """Images one training batch is spread over (pairs are drawn within an image)."""
@@ -104,7 +105,7 @@ def capture_dir(data: Path) -> Path:
     return data if data.is_dir() else data.parent
 
 
-def frame_names(image_filenames: Sequence[Path], root: Path) -> List[str]:
+def frame_names(image_filenames: Sequence[Path], root: Path) -> list[str]:
     """Image paths relative to the capture, with nerfstudio's downscaled folders mapped back to images/."""
     names = []
     for path in image_filenames:
@@ -137,7 +138,7 @@ class RelationFieldDataManager(VanillaDataManager[RelationFieldDataset]):
     def __init__(
         self,
         config: RelationFieldDataManagerConfig,
-        device: Union[torch.device, str] = "cpu",
+        device: torch.device | str = "cpu",
         test_mode: Literal["test", "val", "inference"] = "val",
         world_size: int = 1,
         local_rank: int = 0,
@@ -193,7 +194,7 @@ class RelationFieldDataManager(VanillaDataManager[RelationFieldDataset]):
         none = labels.none_embedding.float()[None]
         self._relation_table = torch.cat([labels.predicate_embeddings.float(), none], dim=0)
 
-    def add_targets(self, batch: Dict) -> Dict:
+    def add_targets(self, batch: dict) -> dict:
         """Gather each ray's label targets from the store into the batch."""
         labels = self.labels
         assert labels is not None
@@ -213,7 +214,7 @@ class RelationFieldDataManager(VanillaDataManager[RelationFieldDataset]):
         batch["relation_table"] = self._relation_table
         return batch
 
-    def next_train(self, step: int) -> Tuple[RayBundle, Dict]:
+    def next_train(self, step: int) -> tuple[RayBundle, dict]:
         ray_bundle, batch = super().next_train(step)
         batch = self.add_targets(batch)
         if ray_bundle.metadata is None:

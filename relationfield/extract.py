@@ -16,8 +16,8 @@ with their product.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -91,7 +91,7 @@ class Extraction:
     points_world: np.ndarray
     colors: np.ndarray
     point_node: np.ndarray
-    timings: Dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 Progress = Callable[[str, int], Callable[[int], None]]
@@ -102,7 +102,7 @@ def no_progress(_: str, __: int) -> Callable[[int], None]:
 
 
 @torch.no_grad()
-def surface_points(query: FieldQuery, config: ExtractionConfig, progress: Progress) -> Tuple[Tensor, Tensor]:
+def surface_points(query: FieldQuery, config: ExtractionConfig, progress: Progress) -> tuple[Tensor, Tensor]:
     """Deduplicated surface points (nerfstudio frame) and their colours from rendered training views."""
     model = query.model
     cameras = query.pipeline.datamanager.train_dataset.cameras
@@ -135,7 +135,7 @@ def render_scale(pixels: int, view_pixels: int) -> float:
     return (view_pixels / pixels) ** 0.5
 
 
-def voxel_dedup(points: Tensor, colors: Tensor, voxels_per_side: int) -> Tuple[Tensor, Tensor]:
+def voxel_dedup(points: Tensor, colors: Tensor, voxels_per_side: int) -> tuple[Tensor, Tensor]:
     """One point per occupied voxel (the mean of the points in it)."""
     low, high = points.min(0).values, points.max(0).values
     voxel = float((high - low).max()) / voxels_per_side or 1.0
@@ -193,7 +193,9 @@ def cluster_instances(features: Tensor, config: ExtractionConfig) -> np.ndarray:
     return labels
 
 
-def _hdbscan_labels(reduced: np.ndarray, members: np.ndarray, min_size: int, min_samples: int, config: ExtractionConfig) -> np.ndarray:
+def _hdbscan_labels(
+    reduced: np.ndarray, members: np.ndarray, min_size: int, min_samples: int, config: ExtractionConfig
+) -> np.ndarray:
     """HDBSCAN labels of ``reduced[members]`` (subsampled to ``cluster_points``; the rest take their nearest
     sampled neighbour's label)."""
     import hdbscan
@@ -210,7 +212,9 @@ def _hdbscan_labels(reduced: np.ndarray, members: np.ndarray, min_size: int, min
     return sub_labels[nearest]
 
 
-def recluster_noise(reduced: np.ndarray, features: np.ndarray, labels: np.ndarray, config: ExtractionConfig) -> np.ndarray:
+def recluster_noise(
+    reduced: np.ndarray, features: np.ndarray, labels: np.ndarray, config: ExtractionConfig
+) -> np.ndarray:
     """Cluster the noise points again; clusters unlike every existing one become new clusters.
 
     Small objects have too few points in the first pass's subsample to form a cluster, so their points
@@ -265,7 +269,9 @@ def _box_gap(a_min: np.ndarray, a_max: np.ndarray, b_min: np.ndarray, b_max: np.
     return float(np.linalg.norm(gap))
 
 
-def merge_parts(points: np.ndarray, labels: np.ndarray, features: np.ndarray, config: ExtractionConfig, voxel: float) -> np.ndarray:
+def merge_parts(
+    points: np.ndarray, labels: np.ndarray, features: np.ndarray, config: ExtractionConfig, voxel: float
+) -> np.ndarray:
     """Merge touching parts whose mean instance features agree (union-find)."""
     ids = [i for i in np.unique(labels) if i >= 0]
     if len(ids) < 2:
@@ -286,13 +292,13 @@ def merge_parts(points: np.ndarray, labels: np.ndarray, features: np.ndarray, co
             if similarity[a, b] >= config.merge_similarity and _box_gap(*boxes[a], *boxes[b]) <= 2 * voxel:
                 parent[find(a)] = find(b)
     remap = {ids[i]: find(i) for i in range(len(ids))}
-    merged = np.array([remap.get(int(l), -1) for l in labels])
+    merged = np.array([remap.get(int(label), -1) for label in labels])
     _, dense = np.unique(merged, return_inverse=True)
     offset = 1 if (merged < 0).any() else 0
     return np.where(merged >= 0, dense - offset, -1)
 
 
-def _top(scores: Tensor, names: Sequence[str], k: int, always: Optional[int] = None) -> List[Tuple[str, float]]:
+def _top(scores: Tensor, names: Sequence[str], k: int, always: int | None = None) -> list[tuple[str, float]]:
     order = torch.argsort(scores, descending=True).tolist()
     keep = order[:k]
     if always is not None and always not in keep:
@@ -316,7 +322,7 @@ class Segmentation:
     instance: Tensor
 
     @property
-    def node_ids(self) -> List[int]:
+    def node_ids(self) -> list[int]:
         return [int(i) for i in np.unique(self.labels) if i >= 0]
 
     def node_points(self, node_id: int) -> Tensor:
@@ -344,10 +350,12 @@ def segment(query: FieldQuery, config: ExtractionConfig, progress: Progress = no
     return Segmentation(points, world, rgb, labels, semantic, instance)
 
 
-def label_nodes(query: FieldQuery, seg: Segmentation, objects: Sequence[str], config: ExtractionConfig) -> List[SceneNode]:
+def label_nodes(
+    query: FieldQuery, seg: Segmentation, objects: Sequence[str], config: ExtractionConfig
+) -> list[SceneNode]:
     """One node per instance: vocabulary label scores, centroid and robust box (1st-99th percentiles)."""
     vocab = query.encode(list(objects), "semantic").cpu()
-    nodes: List[SceneNode] = []
+    nodes: list[SceneNode] = []
     for nid in seg.node_ids:
         members = seg.labels == nid
         mean = F.normalize(seg.semantic[torch.from_numpy(members)].mean(0), dim=0)
@@ -368,7 +376,9 @@ def label_nodes(query: FieldQuery, seg: Segmentation, objects: Sequence[str], co
     return nodes
 
 
-def instance_point_cloud(query: FieldQuery, config: ExtractionConfig, progress: Progress = no_progress) -> Tuple[np.ndarray, np.ndarray]:
+def instance_point_cloud(
+    query: FieldQuery, config: ExtractionConfig, progress: Progress = no_progress
+) -> tuple[np.ndarray, np.ndarray]:
     """World-frame surface points and their instance ids (-1 = none)."""
     seg = segment(query, config, progress)
     return seg.world, seg.labels
@@ -378,14 +388,14 @@ def extract_scene_graph(
     query: FieldQuery,
     objects: Sequence[str],
     predicates: Sequence[str],
-    config: Optional[ExtractionConfig] = None,
+    config: ExtractionConfig | None = None,
     progress: Progress = no_progress,
 ) -> Extraction:
     """Extract a scene graph (world frame) from a loaded run."""
     import time
 
     config = config or ExtractionConfig()
-    timings: Dict[str, float] = {}
+    timings: dict[str, float] = {}
     start = time.perf_counter()
     seg = segment(query, config, progress)
     timings["segmentation"] = time.perf_counter() - start
@@ -398,7 +408,7 @@ def extract_scene_graph(
     return Extraction(SceneGraph(nodes=nodes, links=links), seg.world, seg.colors, seg.labels, timings)
 
 
-def candidate_pairs(nodes: Sequence[SceneNode], config: ExtractionConfig) -> List[Tuple[int, int]]:
+def candidate_pairs(nodes: Sequence[SceneNode], config: ExtractionConfig) -> list[tuple[int, int]]:
     """Ordered (subject, object) index pairs to score."""
     pairs = []
     for a, na in enumerate(nodes):
@@ -420,7 +430,7 @@ def score_links(
     predicates: Sequence[str],
     config: ExtractionConfig,
     progress: Progress = no_progress,
-) -> List[SceneLink]:
+) -> list[SceneLink]:
     """Score the candidate pairs in batches: x on the subject, z on the object, averaged features."""
     texts = [*predicates, NONE]
     none_index = len(texts) - 1
@@ -429,7 +439,7 @@ def score_links(
     pairs = candidate_pairs(nodes, config)
     head = query.model.relation_head
     normalize = query.model.normalize_positions
-    links: List[SceneLink] = []
+    links: list[SceneLink] = []
     advance = progress("scoring relations", len(pairs))
     for start in range(0, len(pairs), config.pairs_per_batch):
         batch = pairs[start : start + config.pairs_per_batch]

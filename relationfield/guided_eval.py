@@ -18,8 +18,9 @@ with geometry (synthetic captures) and the run the scene graph was exported from
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,7 +43,7 @@ class GuidedResult:
     """Per-triplet outcomes and their means."""
 
     threshold: float
-    triplets: List[GuidedTriplet] = field(default_factory=list)
+    triplets: list[GuidedTriplet] = field(default_factory=list)
 
     @property
     def top1_accuracy(self) -> float | None:
@@ -52,7 +53,7 @@ class GuidedResult:
     def mean_iou(self) -> float | None:
         return float(np.mean([t.iou for t in self.triplets])) if self.triplets else None
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         return {
             "threshold": self.threshold,
             "triplets": len(self.triplets),
@@ -73,7 +74,7 @@ class GuidedResult:
         )
 
 
-def _padded_box(aabb: Mapping[str, Sequence[float]], min_extent: float) -> Tuple[np.ndarray, np.ndarray]:
+def _padded_box(aabb: Mapping[str, Sequence[float]], min_extent: float) -> tuple[np.ndarray, np.ndarray]:
     low, high = np.asarray(aabb["min"], float), np.asarray(aabb["max"], float)
     grow = np.maximum(0.0, min_extent - (high - low)) / 2
     return low - grow, high + grow
@@ -114,7 +115,7 @@ def relation_guided_segmentation(
     boxes = {int(obj["id"]): _padded_box(obj["aabb"], min_extent) for obj in gt["objects"]}
     node_ids = sorted(int(i) for i in np.unique(nodes) if i >= 0)
 
-    by_reference: Dict[int, List[Tuple[int, str]]] = defaultdict(list)
+    by_reference: dict[int, list[tuple[int, str]]] = defaultdict(list)
     for subject, obj, predicate in gt["relationships"]:
         if str(predicate).strip().lower() != "none":
             by_reference[int(obj)].append((int(subject), str(predicate)))
@@ -129,7 +130,7 @@ def relation_guided_segmentation(
         references = query.to_model(torch.from_numpy(np.asarray(points_world, float)[picks]).float())
         features = query.relation(model_points, references)
         outside = nodes != ref_node
-        subjects: Dict[str, List[int]] = defaultdict(list)
+        subjects: dict[str, list[int]] = defaultdict(list)
         for subject, predicate in asked:
             subjects[predicate].append(subject)
         for predicate, holders in subjects.items():
@@ -144,7 +145,7 @@ def relation_guided_segmentation(
     return result
 
 
-def _inside(points: np.ndarray, box: Tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+def _inside(points: np.ndarray, box: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
     if box is None:
         return np.zeros(len(points), dtype=bool)
     return np.all((points >= box[0]) & (points <= box[1]), axis=1)

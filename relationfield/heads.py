@@ -9,7 +9,7 @@ evaluated only at the few highest-weight samples of each ray; see :func:`composi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Tuple
+from typing import Literal
 
 import torch
 from nerfstudio.field_components.encodings import HashEncoding
@@ -100,7 +100,7 @@ class RelationHead(nn.Module):
         return features.reshape(*shape, -1).float()
 
 
-def topk_samples(positions: Tensor, weights: Tensor, k: int) -> Tuple[Tensor, Tensor]:
+def topk_samples(positions: Tensor, weights: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """The ``k`` highest-weight samples of each ray, detached from the geometry.
 
     Args:

@@ -6,8 +6,6 @@ zero (with a gradient path) when no ray is valid, so a batch without labels neve
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -26,9 +24,7 @@ def cosine_loss(pred: Tensor, target: Tensor, weights: Tensor) -> Tensor:
     return _masked_mean(1.0 - cos, weights.to(pred.dtype))
 
 
-def instance_contrastive_loss(
-    features: Tensor, mask_ids: Tensor, image_ids: Tensor, margin: float = 1.0
-) -> Tensor:
+def instance_contrastive_loss(features: Tensor, mask_ids: Tensor, image_ids: Tensor, margin: float = 1.0) -> Tensor:
     """Contrastive loss on instance features.
 
     Rays on the same mask of the same image attract (squared distance); rays on different masks of
@@ -108,7 +104,7 @@ def relation_loss(
     none_weight: float,
     contrastive_weight: float,
     temperature: float = 0.1,
-    is_none: Optional[Tensor] = None,
+    is_none: Tensor | None = None,
 ) -> Tensor:
     """Cosine loss to the pair's relation (or "none") embedding plus the multi-positive contrastive term.
 
@@ -122,7 +118,5 @@ def relation_loss(
     )
     loss = cosine_loss(pred, target_embedding, weights)
     if contrastive_weight > 0:
-        loss = loss + contrastive_weight * multi_positive_contrastive_loss(
-            pred, table, positives, weights, temperature
-        )
+        loss = loss + contrastive_weight * multi_positive_contrastive_loss(pred, table, positives, weights, temperature)
     return loss

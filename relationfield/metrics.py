@@ -28,9 +28,10 @@ from __future__ import annotations
 import json
 import math
 import numbers
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -331,12 +332,18 @@ def _parse_prediction(pred: Any) -> _Prediction:
     data = _expect_dict(pred, "the prediction")
     fmt = data.get("format")
     if fmt != PRED_FORMAT:
-        hint = " (this looks like ground truth; swap the arguments?)" if "relationships" in data or "scans" in data else ""
-        raise UserError(f"the prediction must have \"format\": {PRED_FORMAT!r}, got {fmt!r}{hint}")
+        hint = (
+            " (this looks like ground truth; swap the arguments?)" if "relationships" in data or "scans" in data else ""
+        )
+        raise UserError(f'the prediction must have "format": {PRED_FORMAT!r}, got {fmt!r}{hint}')
     if data.get("version") != PRED_VERSION:
-        raise UserError(f"unsupported prediction version {data.get('version')!r}; this evaluator reads version {PRED_VERSION}")
+        raise UserError(
+            f"unsupported prediction version {data.get('version')!r}; this evaluator reads version {PRED_VERSION}"
+        )
     if data.get("directed", True) is not True or data.get("multigraph", False) is not False:
-        raise UserError("the prediction must be a directed graph without parallel links (directed: true, multigraph: false)")
+        raise UserError(
+            "the prediction must be a directed graph without parallel links (directed: true, multigraph: false)"
+        )
     nodes: dict[int, _PredNode] = {}
     for i, raw in enumerate(_expect_list(_expect_key(data, "nodes", "the prediction"), "prediction nodes")):
         node = _parse_pred_node(raw, f"prediction nodes[{i}]")
@@ -380,8 +387,8 @@ def _detect_gt_format(gt: Any) -> str:
     if data.get("format") == PRED_FORMAT:
         raise UserError("the ground truth is a relationfield prediction; swap the arguments?")
     raise UserError(
-        "unrecognised ground truth: expected {\"objects\": [...], \"relationships\": [...]} "
-        "(synthetic capture scene_graph.json) or {\"scans\": [...]} (3DSSG relationships.json)"
+        'unrecognised ground truth: expected {"objects": [...], "relationships": [...]} '
+        '(synthetic capture scene_graph.json) or {"scans": [...]} (3DSSG relationships.json)'
     )
 
 
@@ -403,7 +410,9 @@ def _parse_gt_objects_format(data: Mapping[str, Any]) -> _GroundTruth:
         rel = _expect_list(raw, where)
         if len(rel) != 3:
             raise UserError(f"{where} must be [subject_id, object_id, predicate], got {rel!r}")
-        triplets.append((_as_int(rel[0], f"{where}[0]"), _as_int(rel[1], f"{where}[1]"), _as_name(rel[2], f"{where}[2]")))
+        triplets.append(
+            (_as_int(rel[0], f"{where}[0]"), _as_int(rel[1], f"{where}[1]"), _as_name(rel[2], f"{where}[2]"))
+        )
     return _GroundTruth(GT_FORMAT_OBJECTS, objects, _clean_triplets(triplets, objects, "ground truth"), scan=None)
 
 
@@ -438,7 +447,9 @@ def _parse_gt_3dssg(data: Mapping[str, Any], scan: str | None) -> _GroundTruth:
         if len(rel) != 4:
             raise UserError(f"{where} relationships[{i}] must be [s, o, predicate_index, predicate_name], got {rel!r}")
         name = _as_name(rel[3], f"{where} relationships[{i}][3]")
-        triplets.append((_as_int(rel[0], f"{where} relationships[{i}][0]"), _as_int(rel[1], f"{where} relationships[{i}][1]"), name))
+        triplets.append(
+            (_as_int(rel[0], f"{where} relationships[{i}][0]"), _as_int(rel[1], f"{where} relationships[{i}][1]"), name)
+        )
     return _GroundTruth(GT_FORMAT_3DSSG, objects, _clean_triplets(triplets, objects, where), scan=scan_id)
 
 
@@ -461,14 +472,16 @@ def _parse_ground_truth(gt: Any, scan: str | None) -> _GroundTruth:
     if kind == GT_FORMAT_3DSSG:
         return _parse_gt_3dssg(gt, scan)
     if scan is not None:
-        raise UserError("a scan id only applies to 3DSSG ground truth ({\"scans\": [...]})")
+        raise UserError('a scan id only applies to 3DSSG ground truth ({"scans": [...]})')
     return _parse_gt_objects_format(gt)
 
 
 def _parse_node_map(node_map: Mapping[Any, Any], where: str = "the node map") -> dict[int, int]:
     """``{prediction node id: GT object id}``; string keys/values such as JSON's are accepted."""
     if not isinstance(node_map, Mapping):
-        raise UserError(f"{where} must be a JSON object {{prediction node id: GT object id}}, got {type(node_map).__name__}")
+        raise UserError(
+            f"{where} must be a JSON object {{prediction node id: GT object id}}, got {type(node_map).__name__}"
+        )
     return {
         _as_int(node, f"{where} key {node!r}"): _as_int(obj, f"{where} value for node {node!r}")
         for node, obj in node_map.items()
@@ -490,7 +503,8 @@ def _match_by_iou(
     if not nodes or not objects:
         return []
     iou = _iou_matrix(
-        [pad_box(*n.aabb, min_extent) for n in nodes], [pad_box(*o.aabb, min_extent) for o in objects]  # type: ignore[misc]
+        [pad_box(*n.aabb, min_extent) for n in nodes],
+        [pad_box(*o.aabb, min_extent) for o in objects],  # type: ignore[misc]
     )
     eligible = np.where(iou >= min_iou, iou, 0.0)
     rows, cols = linear_sum_assignment(eligible, maximize=True)
@@ -562,7 +576,9 @@ def _object_ranks(objects: Sequence[_GtObject], pred: _Prediction, node_of: Mapp
     return ranks
 
 
-def _link_of(pred: _Prediction, node_of: Mapping[int, int], subject: int, obj: int) -> tuple[int, int, ScoreTable] | None:
+def _link_of(
+    pred: _Prediction, node_of: Mapping[int, int], subject: int, obj: int
+) -> tuple[int, int, ScoreTable] | None:
     """The predicted link between the nodes matched to GT objects subject -> obj, if any."""
     source, target = node_of.get(subject), node_of.get(obj)
     if source is None or target is None or (source, target) not in pred.links:
@@ -570,7 +586,9 @@ def _link_of(pred: _Prediction, node_of: Mapping[int, int], subject: int, obj: i
     return source, target, pred.links[(source, target)]
 
 
-def _triplet_rank(subjects: ScoreTable, objects: ScoreTable, predicates: ScoreTable, triplet: tuple[str, str, str]) -> int | None:
+def _triplet_rank(
+    subjects: ScoreTable, objects: ScoreTable, predicates: ScoreTable, triplet: tuple[str, str, str]
+) -> int | None:
     """Rank of (subject label, object label, predicate) among all combinations, by score product.
 
     "none" is not a candidate predicate; ties (within ``TRIPLET_REL_TOL``) count against us.
@@ -611,7 +629,9 @@ def _triplet_ranks(
         links.add((source, target))
         predicate_ranks.append(_rank(scores, predicate))
         labels = (gt.objects[subject].label, gt.objects[obj].label, predicate)
-        relation_ranks.append(_triplet_rank(pred.nodes[source].label_scores, pred.nodes[target].label_scores, scores, labels))
+        relation_ranks.append(
+            _triplet_rank(pred.nodes[source].label_scores, pred.nodes[target].label_scores, scores, labels)
+        )
     return _TripletRanks(predicate_ranks, relation_ranks, len(links))
 
 

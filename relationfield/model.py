@@ -9,17 +9,17 @@ of its partner ray (``ray_bundle.metadata["partner"]``, set by the data manager)
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Tuple, Type
 
 import torch
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle
-from nerfstudio.field_components.field_heads import FieldHeadNames
 from nerfstudio.data.scene_box import OrientedBox, SceneBox
-from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
+from nerfstudio.field_components.field_heads import FieldHeadNames
 from nerfstudio.model_components.losses import scale_gradients_by_distance_squared
+from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
 from torch import Tensor
 from torch.nn import Parameter
 
@@ -45,7 +45,7 @@ class LabelSpec:
 class RelationFieldModelConfig(NerfactoModelConfig):
     """RelationField model: Nerfacto with semantic, instance and relation heads."""
 
-    _target: Type = field(default_factory=lambda: RelationFieldModel)
+    _target: type = field(default_factory=lambda: RelationFieldModel)
     semantic_grid: GridSpec = field(default_factory=GridSpec)
     """Hash grid and MLP of the semantic head."""
     instance_grid: GridSpec = field(default_factory=lambda: GridSpec(num_levels=12, hidden_dim=64))
@@ -93,7 +93,7 @@ class RelationFieldModel(NerfactoModel):
         self.semantic_head = FeatureHead(spec.semantic_dim, self.config.semantic_grid, implementation)
         self.instance_head = FeatureHead(self.config.instance_dim, self.config.instance_grid, implementation)
         self.relation_head = RelationHead(spec.relation_dim, self.config.relation_grid, implementation)
-        self.relation_query: Optional[Tensor] = None
+        self.relation_query: Tensor | None = None
         """Query position z (normalised world frame, [3]) for rendering relation features at inference."""
         self.render_features = True
         """Render semantic and instance features outside training (switch off to save memory)."""
@@ -101,7 +101,7 @@ class RelationFieldModel(NerfactoModel):
         """The viewer's query panel (nerfstudio's viewer finds its elements); no parameters."""
 
     @contextmanager
-    def rendering(self, features: bool, relation_query: Optional[Tensor] = None) -> Iterator[None]:
+    def rendering(self, features: bool, relation_query: Tensor | None = None) -> Iterator[None]:
         """Render with these feature switches, restoring the previous ones afterwards.
 
         Args:
@@ -116,12 +116,12 @@ class RelationFieldModel(NerfactoModel):
         finally:
             self.render_features, self.relation_query = previous
 
-    def get_outputs_for_camera(self, camera: Cameras, obb_box: Optional[OrientedBox] = None) -> Dict[str, Tensor]:
+    def get_outputs_for_camera(self, camera: Cameras, obb_box: OrientedBox | None = None) -> dict[str, Tensor]:
         """nerfstudio's camera render (the viewer's and eval's), plus the viewer's query outputs once attached."""
         bundle = camera.generate_rays(camera_indices=0, keep_shape=True, obb_box=obb_box)
         return self.viewer_controls.add_outputs(bundle, self.get_outputs_for_camera_ray_bundle(bundle))
 
-    def get_param_groups(self) -> Dict[str, List[Parameter]]:
+    def get_param_groups(self) -> dict[str, list[Parameter]]:
         groups = super().get_param_groups()
         groups["relationfield_heads"] = (
             list(self.semantic_head.parameters())
@@ -137,7 +137,7 @@ class RelationFieldModel(NerfactoModel):
             return (distortion(positions) + 2.0) / 4.0
         return SceneBox.get_normalized_positions(positions, self.field.aabb)
 
-    def _render_geometry(self, ray_bundle: RayBundle) -> Tuple[Dict[str, Tensor], Tensor, Tensor, list, list]:
+    def _render_geometry(self, ray_bundle: RayBundle) -> tuple[dict[str, Tensor], Tensor, Tensor, list, list]:
         """Nerfacto's forward pass; also returns sample positions and weights for the heads."""
         if self.training:
             self.camera_optimizer.apply_to_raybundle(ray_bundle)
@@ -160,7 +160,7 @@ class RelationFieldModel(NerfactoModel):
         positions = ray_samples.frustums.get_positions()
         return outputs, positions, weights, weights_list, ray_samples_list
 
-    def get_outputs(self, ray_bundle: RayBundle) -> Dict[str, Tensor]:  # type: ignore[override]
+    def get_outputs(self, ray_bundle: RayBundle) -> dict[str, Tensor]:  # type: ignore[override]
         outputs, positions, weights, weights_list, ray_samples_list = self._render_geometry(ray_bundle)
         if self.training:
             outputs["weights_list"] = weights_list  # type: ignore[assignment]
@@ -171,7 +171,9 @@ class RelationFieldModel(NerfactoModel):
         want_relation = partner is not None or self.relation_query is not None
         if not (self.training or self.render_features or want_relation):
             return outputs
-        top_positions, top_weights = topk_samples(self.normalize_positions(positions), weights, self.config.feature_samples)
+        top_positions, top_weights = topk_samples(
+            self.normalize_positions(positions), weights, self.config.feature_samples
+        )
         if self.training or self.render_features:
             outputs["semantic"] = composite(self.semantic_head(top_positions), top_weights)
             outputs["instance"] = composite(self.instance_head(top_positions), top_weights)
@@ -185,7 +187,7 @@ class RelationFieldModel(NerfactoModel):
             outputs["relation"] = composite(self.relation_head(top_positions, query), top_weights)
         return outputs
 
-    def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
+    def get_metrics_dict(self, outputs, batch) -> dict[str, Tensor]:
         metrics = super().get_metrics_dict(outputs, batch)
         if "semantic_target" in batch and "semantic" in outputs:
             valid = batch["mask_id"].to(self.device) >= 0
@@ -196,7 +198,7 @@ class RelationFieldModel(NerfactoModel):
                 metrics["semantic_cosine"] = cos.mean().detach()
         return metrics
 
-    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
+    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> dict[str, Tensor]:
         losses = super().get_loss_dict(outputs, batch, metrics_dict)
         if not self.training or "mask_id" not in batch:
             return losses

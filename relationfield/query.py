@@ -12,9 +12,9 @@ smallest share over the negatives, in [0, 1]. Canonical negatives are added to t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -22,8 +22,8 @@ from torch import Tensor
 
 from relationfield.errors import UserError
 
-OBJECT_NEGATIVES: Tuple[str, ...] = ("object", "things", "stuff", "texture")
-RELATION_NEGATIVES: Tuple[str, ...] = ("none", "next to", "and")
+OBJECT_NEGATIVES: tuple[str, ...] = ("object", "things", "stuff", "texture")
+RELATION_NEGATIVES: tuple[str, ...] = ("none", "next to", "and")
 RELEVANCY_TEMPERATURE = 0.1
 RELATIONFIELD_METHODS = ("relationfield", "relationfield-lite")
 
@@ -31,7 +31,7 @@ RELATIONFIELD_METHODS = ("relationfield", "relationfield-lite")
 @dataclass(frozen=True)
 class ParsedQuery:
     positive: str
-    negatives: Tuple[str, ...]
+    negatives: tuple[str, ...]
 
 
 def parse_query(text: str, canonical: Sequence[str]) -> ParsedQuery:
@@ -44,7 +44,9 @@ def parse_query(text: str, canonical: Sequence[str]) -> ParsedQuery:
     return ParsedQuery(parts[0], tuple(n for n in negatives if n != parts[0]))
 
 
-def pairwise_relevancy(features: Tensor, positive: Tensor, negatives: Tensor, temperature: float = RELEVANCY_TEMPERATURE) -> Tensor:
+def pairwise_relevancy(
+    features: Tensor, positive: Tensor, negatives: Tensor, temperature: float = RELEVANCY_TEMPERATURE
+) -> Tensor:
     """LERF-style relevancy of ``features [N, D]`` for ``positive [D]`` against ``negatives [M, D]``."""
     feats = F.normalize(features.float(), dim=-1)
     pos = feats @ F.normalize(positive.float(), dim=-1)
@@ -70,10 +72,10 @@ class FieldQuery:
         self.pipeline = pipeline
         self.model = pipeline.model
         self.chunk = chunk
-        self._text_cache: Dict[Tuple[str, str], Tensor] = {}
+        self._text_cache: dict[tuple[str, str], Tensor] = {}
 
     @classmethod
-    def load(cls, config_path: Path) -> "FieldQuery":
+    def load(cls, config_path: Path) -> FieldQuery:
         """Load a run from its config.yml (on the GPU when there is one, else the CPU)."""
         return cls(load_pipeline(config_path))
 
@@ -119,7 +121,9 @@ class FieldQuery:
         return self._head(self.model.instance_head, points)
 
     def _head(self, head, points: Tensor) -> Tensor:
-        out = [head(self.model.normalize_positions(points[s].to(self.device))) for s in _chunks(len(points), self.chunk)]
+        out = [
+            head(self.model.normalize_positions(points[s].to(self.device))) for s in _chunks(len(points), self.chunk)
+        ]
         return F.normalize(torch.cat(out), dim=-1) if out else torch.zeros(0, 1, device=self.device)
 
     @torch.no_grad()
@@ -157,7 +161,7 @@ class FieldQuery:
 
     def predicate_scores(
         self, subject_points: Tensor, object_points: Tensor, predicates: Sequence[str], temperature: float = 0.05
-    ) -> List[Tuple[str, float]]:
+    ) -> list[tuple[str, float]]:
         """Predicates (plus "none") ranked for subject -> object, as softmax probabilities."""
         texts = [*predicates, "none"] if "none" not in predicates else list(predicates)
         feature = F.normalize(self.relation(subject_points, object_points).mean(dim=0), dim=-1)
@@ -165,9 +169,8 @@ class FieldQuery:
         order = torch.argsort(probs, descending=True).tolist()
         return [(texts[i], float(probs[i])) for i in order]
 
-
     @torch.no_grad()
-    def render_relevancy(self, camera_index: int, text: str, reference: Optional[Tensor] = None) -> Tensor:
+    def render_relevancy(self, camera_index: int, text: str, reference: Tensor | None = None) -> Tensor:
         """Per-pixel relevancy [H, W] of a training view: an object query, or a relation query when a
         reference point (nerfstudio frame, [3]) is given (rendered with z = that point)."""
         camera = self.pipeline.datamanager.train_dataset.cameras[camera_index : camera_index + 1]
@@ -191,8 +194,9 @@ def load_pipeline(config_path: Path):
     config_path = Path(config_path)
     if not config_path.is_file():
         raise UserError(f"{config_path} does not exist (pass the config.yml of a training run)")
-    import relationfield.config  # noqa: F401  (checkpoint allow-list, offline LPIPS)
     from nerfstudio.utils.eval_utils import eval_setup
+
+    import relationfield.config  # noqa: F401  (checkpoint allow-list, offline LPIPS)
 
     try:
         config = yaml.load(config_path.read_text(), Loader=yaml.Loader)

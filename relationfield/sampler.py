@@ -12,8 +12,9 @@ adapter lives in :mod:`relationfield.datamanager`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -22,7 +23,7 @@ from torch import Tensor
 class PairLabels(Protocol):
     """What the sampler needs from a label store."""
 
-    segments: List[Tensor]
+    segments: list[Tensor]
     mask_offsets: Tensor
     mask_boxes: Tensor
     relation_frame: Tensor
@@ -52,7 +53,7 @@ class PairBatch:
 
 def sample_in_masks(
     segments: Tensor, local_ids: Tensor, boxes: Tensor, generator: torch.Generator, candidates: int = 24
-) -> Tuple[Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor]:
     """One random pixel inside each requested mask, by rejection sampling in the mask's bounding box.
 
     Args:
@@ -80,11 +81,11 @@ def sample_in_masks(
     return ys[rows, first], xs[rows, first], ok
 
 
-def _segment_to_image(seg_shape, height: int, width: int) -> Callable[[Tensor, Tensor], Tuple[Tensor, Tensor]]:
+def _segment_to_image(seg_shape, height: int, width: int) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
     """Map segment-map pixels to image pixels (label maps may be stored at another resolution)."""
     seg_h, seg_w = int(seg_shape[0]), int(seg_shape[1])
 
-    def convert(y: Tensor, x: Tensor) -> Tuple[Tensor, Tensor]:
+    def convert(y: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
         if (seg_h, seg_w) == (height, width):
             return y, x
         iy = ((y.double() + 0.5) * height / seg_h).long().clamp(0, height - 1)
@@ -129,7 +130,7 @@ class PairSampler:
         start = int(self._relation_starts[frame])
         return self._relations_sorted[start : start + int(self._relation_counts[frame])]
 
-    def _pairs_in_frame(self, frame: int, num_pairs: int, height: int, width: int) -> Tuple[Tensor, ...]:
+    def _pairs_in_frame(self, frame: int, num_pairs: int, height: int, width: int) -> tuple[Tensor, ...]:
         """Pixels (ya, xa, yb, xb) and a from-relation flag for ``num_pairs`` pairs of one frame."""
         ya, xa = self._randint(height, num_pairs), self._randint(width, num_pairs)
         yb, xb = self._randint(height, num_pairs), self._randint(width, num_pairs)
@@ -146,9 +147,7 @@ class PairSampler:
         offset = int(self.labels.mask_offsets[frame])
         subject = self.labels.relation_subject[chosen]
         obj = self.labels.relation_object[chosen]
-        sy, sx, s_ok = sample_in_masks(
-            segments, subject - offset + 1, self.labels.mask_boxes[subject], self.generator
-        )
+        sy, sx, s_ok = sample_in_masks(segments, subject - offset + 1, self.labels.mask_boxes[subject], self.generator)
         oy, ox, o_ok = sample_in_masks(segments, obj - offset + 1, self.labels.mask_boxes[obj], self.generator)
         ok = s_ok & o_ok
         slots = torch.nonzero(draws, as_tuple=True)[0][ok]
@@ -159,7 +158,7 @@ class PairSampler:
         return ya, xa, yb, xb, from_relation
 
     def mask_ids(
-        self, frames: Tensor, y: Tensor, x: Tensor, image_sizes: Optional[Dict[int, Tuple[int, int]]] = None
+        self, frames: Tensor, y: Tensor, x: Tensor, image_sizes: dict[int, tuple[int, int]] | None = None
     ) -> Tensor:
         """Global mask id of each pixel (-1 where unlabelled).
 
@@ -180,7 +179,7 @@ class PairSampler:
             out[select] = torch.where(local > 0, int(self.labels.mask_offsets[frame]) + local - 1, -1)
         return out
 
-    def sample(self, frames: Sequence[int], sizes: Sequence[Tuple[int, int]], num_rays: int) -> PairBatch:
+    def sample(self, frames: Sequence[int], sizes: Sequence[tuple[int, int]], num_rays: int) -> PairBatch:
         """Sample ``num_rays`` rays as pairs from a batch of images.
 
         Args:

@@ -20,9 +20,10 @@ import json
 import math
 import os
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, NoReturn, Optional, Sequence, Set, Tuple, Union
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
@@ -63,8 +64,8 @@ MAX_DRAWN_LINKS = 150
 NOISE_COLOR = (128, 128, 128)
 """Colour of points that belong to no node (node id -1)."""
 
-Vec3 = Tuple[float, float, float]
-Scores = List[Tuple[str, float]]
+Vec3 = tuple[float, float, float]
+Scores = list[tuple[str, float]]
 
 _GOLDEN = 0.6180339887498949
 _PLASTIC = 0.7548776662466927
@@ -88,7 +89,7 @@ _MAX_DPI = 100.0
 _MIN_DPI = 10.0
 _MAX_NODE_CHARS = 28
 _MAX_EDGE_CHARS = 20
-_ARROW: Dict[str, Any] = {
+_ARROW: dict[str, Any] = {
     "arrowstyle": "-|>",
     "mutation_scale": 9,
     "linewidth": 0.7,
@@ -98,13 +99,15 @@ _ARROW: Dict[str, Any] = {
     "shrinkB": 1.0,
     "zorder": 1,
 }
-_EDGE_TEXT: Dict[str, Any] = {
+_EDGE_TEXT: dict[str, Any] = {
     "color": "#202060",
     "bbox": {"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.75},
 }
 _CURVE = 0.15  # arc3 rad of links that have a reverse link (at least)
 _MAX_CURVE = 0.6
-_LABEL_SEPARATION = 0.2  # wanted distance between the labels of two opposite links (each is rad * length / 2 off the chord)
+_LABEL_SEPARATION = (
+    0.2  # wanted distance between the labels of two opposite links (each is rad * length / 2 off the chord)
+)
 
 
 # --------------------------------------------------------------------------- data model
@@ -116,13 +119,13 @@ class SceneNode:
 
     id: int
     label: str
-    label_scores: List[Tuple[str, float]]
+    label_scores: list[tuple[str, float]]
     centroid: Vec3
     aabb_min: Vec3
     aabb_max: Vec3
     point_count: int
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         """The node as node-link JSON (plain Python numbers)."""
         return {
             "id": int(self.id),
@@ -134,7 +137,7 @@ class SceneNode:
         }
 
     @classmethod
-    def from_json(cls, data: Any, where: str = "node") -> "SceneNode":
+    def from_json(cls, data: Any, where: str = "node") -> SceneNode:
         """Parse one node; ``where`` names it in error messages."""
         node = _mapping(data, where)
         aabb = _mapping(_key(node, "aabb", where), f"{where}.aabb")
@@ -162,9 +165,9 @@ class SceneLink:
     target: int
     predicate: str
     score: float
-    predicate_scores: List[Tuple[str, float]]
+    predicate_scores: list[tuple[str, float]]
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         """The link as node-link JSON (plain Python numbers)."""
         return {
             "source": int(self.source),
@@ -175,7 +178,7 @@ class SceneLink:
         }
 
     @classmethod
-    def from_json(cls, data: Any, where: str = "link") -> "SceneLink":
+    def from_json(cls, data: Any, where: str = "link") -> SceneLink:
         """Parse one link; ``where`` names it in error messages."""
         link = _mapping(data, where)
         return cls(
@@ -195,11 +198,11 @@ class SceneLink:
 class SceneGraph:
     """Objects and the directed relations between them; ``metadata`` is written as the JSON ``"graph"``."""
 
-    nodes: List[SceneNode] = field(default_factory=list)
-    links: List[SceneLink] = field(default_factory=list)
-    metadata: Dict[str, Any] = field(default_factory=dict)
+    nodes: list[SceneNode] = field(default_factory=list)
+    links: list[SceneLink] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         """Node-link JSON: ``networkx.node_link_graph(data, edges="links")`` reads it as a DiGraph."""
         return {
             "format": FORMAT_NAME,
@@ -212,7 +215,7 @@ class SceneGraph:
         }
 
     @classmethod
-    def from_json(cls, data: Any) -> "SceneGraph":
+    def from_json(cls, data: Any) -> SceneGraph:
         """Parse and validate :meth:`to_json` output; raises :class:`UserError` naming what is wrong."""
         top = _mapping(data, "the file")
         _check_header(top)
@@ -227,13 +230,13 @@ class SceneGraph:
 
     def validate(self) -> None:
         """Check ids are unique, links join existing, distinct nodes once per ordered pair, numbers are finite."""
-        ids: Set[int] = set()
+        ids: set[int] = set()
         for i, node in enumerate(self.nodes):
             if node.id in ids:
                 _fail(f"nodes[{i}]", f"repeats the node id {node.id}")
             ids.add(node.id)
             _check_node_numbers(node, f"nodes[{i}] ({node.display_name})")
-        pairs: Set[Tuple[int, int]] = set()
+        pairs: set[tuple[int, int]] = set()
         for i, link in enumerate(self.links):
             _check_link(link, f"links[{i}]", ids, pairs)
             pairs.add((link.source, link.target))
@@ -245,7 +248,7 @@ class SceneGraph:
                 return node
         raise KeyError(node_id)
 
-    def to_networkx(self) -> "nx.DiGraph":
+    def to_networkx(self) -> nx.DiGraph:
         """A ``networkx.DiGraph``: node attributes label, label_scores, centroid, aabb, point_count; edge
         attributes predicate, score, predicate_scores; ``metadata`` as the graph attributes."""
         import networkx as nx
@@ -253,7 +256,7 @@ class SceneGraph:
         return nx.node_link_graph(self.to_json(), directed=True, multigraph=False, **_node_link_keywords())
 
 
-def read_scene_graph(path: Union[str, Path]) -> SceneGraph:
+def read_scene_graph(path: str | Path) -> SceneGraph:
     """Load a ``scene_graph.json``; a missing or malformed file raises :class:`UserError`."""
     path = Path(path)
     try:
@@ -272,7 +275,7 @@ def read_scene_graph(path: Union[str, Path]) -> SceneGraph:
         raise UserError(f"{path}: {error}") from None
 
 
-def _node_link_keywords() -> Dict[str, str]:
+def _node_link_keywords() -> dict[str, str]:
     """The keyword naming the edge list "links" for the installed networkx.
 
     networkx >= 3.4 calls it ``edges`` (and its default changes from "links" to "edges"); older
@@ -291,12 +294,12 @@ def _node_link_keywords() -> Dict[str, str]:
 # --------------------------------------------------------------------------- JSON helpers
 
 
-def _vec_to_json(values: Sequence[float]) -> List[float]:
+def _vec_to_json(values: Sequence[float]) -> list[float]:
     """[x, y, z] as plain floats."""
     return [float(v) for v in values]
 
 
-def _scores_to_json(scores: Sequence[Tuple[str, float]]) -> List[List[Any]]:
+def _scores_to_json(scores: Sequence[tuple[str, float]]) -> list[list[Any]]:
     """Scores as [[name, score], ...] with plain floats."""
     return [[str(name), float(score)] for name, score in scores]
 
@@ -355,7 +358,7 @@ def _mapping(value: Any, where: str) -> Mapping[str, Any]:
     return value
 
 
-def _list(value: Any, where: str) -> List[Any]:
+def _list(value: Any, where: str) -> list[Any]:
     """``value`` if it is a JSON list."""
     if not isinstance(value, list):
         _fail(where, f"must be a list, not {_json_type(value)}")
@@ -420,7 +423,7 @@ def _check_node_numbers(node: SceneNode, where: str) -> None:
         _fail(where, f"has a negative point_count ({node.point_count})")
 
 
-def _check_link(link: SceneLink, where: str, ids: Set[int], pairs: Set[Tuple[int, int]]) -> None:
+def _check_link(link: SceneLink, where: str, ids: set[int], pairs: set[tuple[int, int]]) -> None:
     """Endpoints exist and differ, the ordered pair is new, the score is finite."""
     for end in ("source", "target"):
         node_id = getattr(link, end)
@@ -440,10 +443,10 @@ def _check_link(link: SceneLink, where: str, ids: Set[int], pairs: Set[Tuple[int
 def write_scene_graph(
     graph: SceneGraph,
     output_dir: Path,
-    points: Optional[np.ndarray] = None,
-    point_node: Optional[np.ndarray] = None,
-    colors: Optional[np.ndarray] = None,
-) -> Dict[str, Path]:
+    points: np.ndarray | None = None,
+    point_node: np.ndarray | None = None,
+    colors: np.ndarray | None = None,
+) -> dict[str, Path]:
     """Write ``scene_graph.json``, ``scene_graph.png`` and (with ``points``) ``points.ply`` to ``output_dir``.
 
     ``point_node`` gives each point's node id (-1: none); ``colors`` default to the node colours
@@ -467,8 +470,8 @@ def write_scene_graph(
 
 
 def _prepare_points(
-    graph: SceneGraph, points: np.ndarray, point_node: Optional[np.ndarray], colors: Optional[np.ndarray]
-) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    graph: SceneGraph, points: np.ndarray, point_node: np.ndarray | None, colors: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Checked points, colours and node ids for :func:`write_ply` (checked before any file is written)."""
     xyz = _as_points(points)
     ids = _as_node_ids(point_node, len(xyz))
@@ -483,7 +486,7 @@ def _prepare_points(
     return xyz, rgb, ids
 
 
-def write_ply(path: Path, points: np.ndarray, colors: np.ndarray, node_ids: Optional[np.ndarray] = None) -> None:
+def write_ply(path: Path, points: np.ndarray, colors: np.ndarray, node_ids: np.ndarray | None = None) -> None:
     """Binary little-endian PLY: ``x y z`` (float32), ``red green blue`` (uchar) and, with ``node_ids``,
     an int32 ``node`` property per vertex.
 
@@ -508,7 +511,7 @@ def write_ply(path: Path, points: np.ndarray, colors: np.ndarray, node_ids: Opti
     _atomic_write(path, lambda tmp: data.write(str(tmp)))
 
 
-def read_ply(path: Path) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+def read_ply(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """Points ``[N, 3]`` (float64) and node ids ``[N]`` (None without a ``node`` property) of a PLY file
     written by :func:`write_ply`.
 
@@ -555,7 +558,7 @@ def _as_colors(colors: np.ndarray, count: int) -> np.ndarray:
     return rgb.astype(np.uint8)
 
 
-def _as_node_ids(node_ids: Optional[np.ndarray], count: int) -> Optional[np.ndarray]:
+def _as_node_ids(node_ids: np.ndarray | None, count: int) -> np.ndarray | None:
     """[N] integer node ids as int32 (or None)."""
     if node_ids is None:
         return None
@@ -595,7 +598,7 @@ def node_colors(ids: Sequence[int]) -> np.ndarray:
     return palette[inverse.reshape(-1)]
 
 
-def _id_color(node_id: int) -> Tuple[int, int, int]:
+def _id_color(node_id: int) -> tuple[int, int, int]:
     """The colour of one node id (grey for negative ids)."""
     if node_id < 0:
         return NOISE_COLOR
@@ -609,7 +612,7 @@ def _id_color(node_id: int) -> Tuple[int, int, int]:
 # --------------------------------------------------------------------------- drawing
 
 
-def draw_scene_graph(graph: SceneGraph, path: Path, title: Optional[str] = None) -> None:
+def draw_scene_graph(graph: SceneGraph, path: Path, title: str | None = None) -> None:
     """Draw ``graph`` to a PNG: "label #id" boxes placed by their floor-plane (x, y) positions, directed
     links as arrows with the predicate at their middle.
 
@@ -623,7 +626,7 @@ def draw_scene_graph(graph: SceneGraph, path: Path, title: Optional[str] = None)
     _atomic_write(path, lambda tmp: figure.savefig(str(tmp), format="png", dpi=dpi))
 
 
-def _render(graph: SceneGraph, title: Optional[str]) -> Tuple["Figure", float]:
+def _render(graph: SceneGraph, title: str | None) -> tuple[Figure, float]:
     """The figure (on an Agg canvas) and the dpi to save it at."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -648,7 +651,7 @@ def _render(graph: SceneGraph, title: Optional[str]) -> Tuple["Figure", float]:
     return figure, dpi
 
 
-def _drawn_links(links: Sequence[SceneLink]) -> Tuple[List[SceneLink], List[str]]:
+def _drawn_links(links: Sequence[SceneLink]) -> tuple[list[SceneLink], list[str]]:
     """The links to draw (highest score first) and notes for the title about the others."""
     related = [link for link in links if link.predicate != NONE_PREDICATE and not link.none_wins()]
     notes = []
@@ -662,7 +665,7 @@ def _drawn_links(links: Sequence[SceneLink]) -> Tuple[List[SceneLink], List[str]
     return related, notes
 
 
-def _draw_empty(figure: "Figure", heading: str) -> None:
+def _draw_empty(figure: Figure, heading: str) -> None:
     """A small figure saying that there is nothing to draw."""
     figure.set_size_inches(5.0, 3.0)
     figure.text(0.5, 0.9, heading, ha="center", va="top", fontsize=_TITLE_FONT)
@@ -674,7 +677,7 @@ def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
-def _box_sizes(figure: "Figure", names: Sequence[str]) -> np.ndarray:
+def _box_sizes(figure: Figure, names: Sequence[str]) -> np.ndarray:
     """[n, 2] width and height (inches) of the node boxes, padding included."""
     from matplotlib.font_manager import FontProperties
 
@@ -688,7 +691,7 @@ def _box_sizes(figure: "Figure", names: Sequence[str]) -> np.ndarray:
     return np.array(sizes, dtype=np.float64)
 
 
-def _layout(nodes: Sequence[SceneNode], pairs: Sequence[Tuple[int, int]], sizes: np.ndarray) -> np.ndarray:
+def _layout(nodes: Sequence[SceneNode], pairs: Sequence[tuple[int, int]], sizes: np.ndarray) -> np.ndarray:
     """Box centres (inches): floor-plane positions, a short spring refinement, then overlap removal."""
     degree = np.zeros(len(nodes))
     for source, target in pairs:
@@ -716,7 +719,7 @@ def _floor_positions(nodes: Sequence[SceneNode]) -> np.ndarray:
     return xy
 
 
-def _spring_refine(positions: np.ndarray, pairs: Sequence[Tuple[int, int]]) -> np.ndarray:
+def _spring_refine(positions: np.ndarray, pairs: Sequence[tuple[int, int]]) -> np.ndarray:
     """A few seeded Fruchterman-Reingold steps from the floor-plane positions (spreads clumps)."""
     count = len(positions)
     if count < 3:
@@ -766,7 +769,7 @@ def _remove_overlaps(positions: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     return pos
 
 
-def _place_axes(figure: "Figure", centers: np.ndarray, sizes: np.ndarray, heading: str) -> Tuple["Axes", float, float]:
+def _place_axes(figure: Figure, centers: np.ndarray, sizes: np.ndarray, heading: str) -> tuple[Axes, float, float]:
     """Size the figure to the layout (1 data unit = 1 inch), add borderless axes and the title."""
     low = (centers - sizes / 2.0).min(axis=0) - _MARGIN
     high = (centers + sizes / 2.0).max(axis=0) + _MARGIN
@@ -783,7 +786,7 @@ def _place_axes(figure: "Figure", centers: np.ndarray, sizes: np.ndarray, headin
     return axes, width, height
 
 
-def _draw_nodes(axes: "Axes", nodes: Sequence[SceneNode], names: Sequence[str], centers: np.ndarray) -> None:
+def _draw_nodes(axes: Axes, nodes: Sequence[SceneNode], names: Sequence[str], centers: np.ndarray) -> None:
     """Node boxes in light versions of the node colours, framed in the colour itself."""
     colors = node_colors([node.id for node in nodes]) / 255.0
     for name, color, (x, y) in zip(names, colors, centers):
@@ -793,7 +796,7 @@ def _draw_nodes(axes: "Axes", nodes: Sequence[SceneNode], names: Sequence[str], 
 
 
 def _draw_links(
-    axes: "Axes", links: Sequence[SceneLink], pairs: Sequence[Tuple[int, int]], centers: np.ndarray, sizes: np.ndarray
+    axes: Axes, links: Sequence[SceneLink], pairs: Sequence[tuple[int, int]], centers: np.ndarray, sizes: np.ndarray
 ) -> None:
     """Arrows from box edge to box edge (curved where both directions exist), predicates at their middles."""
     from matplotlib.patches import FancyArrowPatch
@@ -825,7 +828,7 @@ def _box_exit(center: np.ndarray, toward: np.ndarray, size: np.ndarray) -> np.nd
     return center + direction * min(fraction, 0.5)
 
 
-def _arc_middle(start: np.ndarray, end: np.ndarray, rad: float) -> Tuple[float, float]:
+def _arc_middle(start: np.ndarray, end: np.ndarray, rad: float) -> tuple[float, float]:
     """Midpoint of matplotlib's arc3 quadratic Bezier curve from ``start`` to ``end``."""
     dx, dy = end - start
     middle = (start + end) / 2.0

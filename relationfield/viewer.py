@@ -22,8 +22,9 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
     from relationfield.extract import Extraction, ExtractionConfig
     from relationfield.scene_graph import SceneLink
 
-REFERENCE_MODES: Tuple[str, ...] = ("point", "object")
+REFERENCE_MODES: tuple[str, ...] = ("point", "object")
 """Reference: the clicked surface point, or every point of the instance cluster under it."""
 MIN_ACCUMULATION = 0.5
 """A click (or pixel) whose rendered opacity is lower hit no surface."""
@@ -76,10 +77,10 @@ class ViewerMarkdown(ViewerElement[str]):
         super().__init__(name)
         self._content = content
 
-    def _create_gui_handle(self, viser_server: "ViserServer") -> None:
+    def _create_gui_handle(self, viser_server: ViserServer) -> None:
         self.gui_handle = viser_server.gui.add_markdown(self._content)  # type: ignore[assignment]
 
-    def install(self, viser_server: "ViserServer") -> None:
+    def install(self, viser_server: ViserServer) -> None:
         self._create_gui_handle(viser_server)
 
     @property
@@ -152,7 +153,7 @@ def instance_colors(features: Tensor, seed: int = 0) -> Tensor:
     return (0.5 + 0.5 * projected.clamp(-1, 1)).float()
 
 
-def surface_point(model: nn.Module, origin: Tensor, direction: Tensor) -> Optional[Tensor]:
+def surface_point(model: nn.Module, origin: Tensor, direction: Tensor) -> Tensor | None:
     """The expected-depth point ([3], nerfstudio frame) of one ray, or None when the ray hits no surface."""
     device = model.device  # type: ignore[attr-defined]
     origins = origin.to(device=device, dtype=torch.float32).reshape(1, 3)
@@ -192,16 +193,23 @@ class RelationViewerControls(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.pick_mode = ViewerDropdown(
-            "Reference", "point", list(REFERENCE_MODES), cb_hook=lambda e: self.set_reference_mode(e.value),
+            "Reference",
+            "point",
+            list(REFERENCE_MODES),
+            cb_hook=lambda e: self.set_reference_mode(e.value),
             hint="point: the clicked surface point; object: the instance cluster under the click",
         )
         self.pick_reference = ViewerButton("Pick reference", cb_hook=lambda _: self.start_pick())
         self.query_object = ViewerText(
-            "Object query", "", cb_hook=lambda e: self._apply_object_query(e.value),
+            "Object query",
+            "",
+            cb_hook=lambda e: self._apply_object_query(e.value),
             hint='e.g. "chair"; phrases after ";" are extra negatives',
         )
         self.query_relation = ViewerText(
-            "Relation query", "", cb_hook=lambda e: self._apply_relation_query(e.value),
+            "Relation query",
+            "",
+            cb_hook=lambda e: self._apply_relation_query(e.value),
             hint='relative to the reference, e.g. "standing on"; phrases after ";" are extra negatives',
         )
         self.query_threshold = ViewerSlider(
@@ -214,23 +222,23 @@ class RelationViewerControls(nn.Module):
 
         # No attribute may hold the pipeline or the model directly: nn.Module would register it as a
         # submodule (a cycle through the model) and the viewer's discovery would walk into it.
-        self.viewer: Optional[Any] = None
-        self.run_dir: Optional[Path] = None
-        self.extraction_config: Optional["ExtractionConfig"] = None
+        self.viewer: Any | None = None
+        self.run_dir: Path | None = None
+        self.extraction_config: ExtractionConfig | None = None
         """Extraction settings (None: the defaults of ``relationfield export scene-graph``)."""
-        self.extraction: Optional["Extraction"] = None
-        self._query: Optional[FieldQuery] = None
-        self._clusters: Optional[Tuple[Tensor, np.ndarray]] = None
-        self._clicked: Optional[Tensor] = None
-        self._members: Optional[Tensor] = None
+        self.extraction: Extraction | None = None
+        self._query: FieldQuery | None = None
+        self._clusters: tuple[Tensor, np.ndarray] | None = None
+        self._clicked: Tensor | None = None
+        self._members: Tensor | None = None
         self._mode = "point"
-        self._reference: Optional[Tensor] = None
+        self._reference: Tensor | None = None
         self._relation_text = ""
         self._object_text = ""
-        self._scene_handles: Dict[str, List[Any]] = {}
+        self._scene_handles: dict[str, list[Any]] = {}
 
     # ------------------------------------------------------------------ setup
-    def attach(self, pipeline: Any, viewer: Optional[Any] = None, run_dir: Optional[Path] = None) -> None:
+    def attach(self, pipeline: Any, viewer: Any | None = None, run_dir: Path | None = None) -> None:
         """Start answering queries on ``pipeline`` (called by the viewer; tests call it directly).
 
         Args:
@@ -260,12 +268,12 @@ class RelationViewerControls(nn.Module):
         return self._query is not None
 
     @property
-    def query(self) -> Optional[FieldQuery]:
+    def query(self) -> FieldQuery | None:
         """The attached pipeline's :class:`FieldQuery` (it loads encoders only when a query is typed)."""
         return self._query
 
     @property
-    def reference(self) -> Optional[Tensor]:
+    def reference(self) -> Tensor | None:
         """Reference points [M, 3] (nerfstudio frame) of relation queries, or None before a pick."""
         return self._reference
 
@@ -289,10 +297,10 @@ class RelationViewerControls(nn.Module):
             for client in server.get_clients().values():
                 client.add_notification(title="RelationField", body=message, auto_close=8000)
 
-    def _server(self) -> Optional["ViserServer"]:
+    def _server(self) -> ViserServer | None:
         return getattr(self.viewer, "viser_server", None)
 
-    def _require_query(self) -> Optional[FieldQuery]:
+    def _require_query(self) -> FieldQuery | None:
         query = self.query
         if query is None:
             self.say("No trained pipeline is attached to the viewer controls yet.", attention=True)
@@ -318,7 +326,7 @@ class RelationViewerControls(nn.Module):
         if callable(rerender):
             rerender()
 
-    def on_click(self, origin: Sequence[float], direction: Sequence[float]) -> Optional[Tensor]:
+    def on_click(self, origin: Sequence[float], direction: Sequence[float]) -> Tensor | None:
         """Pick the reference on the ray ``origin + t * direction`` (nerfstudio frame).
 
         Returns:
@@ -370,7 +378,7 @@ class RelationViewerControls(nn.Module):
             return f"Relation query: {self._relation_text!r}."
         return "Now type a relation query."
 
-    def _object_points(self, point: Tensor) -> Optional[Tensor]:
+    def _object_points(self, point: Tensor) -> Tensor | None:
         """Surface points of the instance cluster nearest to ``point`` (None if it is in none)."""
         points, labels = self.instance_clusters()
         if len(points) == 0:
@@ -385,7 +393,7 @@ class RelationViewerControls(nn.Module):
             return None
         return points[torch.from_numpy(labels == label)]
 
-    def instance_clusters(self) -> Tuple[Tensor, np.ndarray]:
+    def instance_clusters(self) -> tuple[Tensor, np.ndarray]:
         """Surface points (nerfstudio frame) and their instance cluster ids, computed once.
 
         Those of the built scene graph when there is one, else :func:`relationfield.extract.segment`'s.
@@ -463,7 +471,7 @@ class RelationViewerControls(nn.Module):
 
     # ----------------------------------------------------------------- outputs
     @torch.no_grad()
-    def relevancy_maps(self, bundle: RayBundle, outputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    def relevancy_maps(self, bundle: RayBundle, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
         """Relevancy [H, W] of the active queries ("object", "relation") at each pixel's expected-depth point."""
         query = self.query
         wanted = {
@@ -476,7 +484,7 @@ class RelationViewerControls(nn.Module):
         directions = bundle.directions.to(origins.device)
         points = (origins + directions * outputs["expected_depth"]).reshape(-1, 3)
         hit = outputs["accumulation"].reshape(-1) >= MIN_ACCUMULATION
-        maps: Dict[str, Tensor] = {}
+        maps: dict[str, Tensor] = {}
         for name, active in wanted.items():
             if not active:
                 continue
@@ -492,7 +500,7 @@ class RelationViewerControls(nn.Module):
         return maps
 
     @torch.no_grad()
-    def add_outputs(self, bundle: RayBundle, outputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    def add_outputs(self, bundle: RayBundle, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
         """The model's camera-render hook: add the viewer outputs (nothing until attached)."""
         if not self.attached:
             return outputs
@@ -510,14 +518,14 @@ class RelationViewerControls(nn.Module):
         return outputs
 
     # ------------------------------------------------------------- scene graph
-    def _extraction_config(self) -> "ExtractionConfig":
+    def _extraction_config(self) -> ExtractionConfig:
         from relationfield.extract import ExtractionConfig
 
         if self.extraction_config is None:
             self.extraction_config = ExtractionConfig()
         return self.extraction_config
 
-    def build_scene_graph(self) -> Optional["Extraction"]:
+    def build_scene_graph(self) -> Extraction | None:
         """The "Build scene graph" button: ``relationfield export scene-graph``'s extraction, drawn in the 3D view."""
         from relationfield.extract import extract_scene_graph
         from relationfield.vocab import object_vocab, predicate_vocab
@@ -558,7 +566,7 @@ class RelationViewerControls(nn.Module):
         self._draw_scene_graph()
         return extraction
 
-    def export_scene_graph(self, output_dir: Optional[Path] = None) -> Optional[Dict[str, Path]]:
+    def export_scene_graph(self, output_dir: Path | None = None) -> dict[str, Path] | None:
         """The "Export scene graph" button: the CLI's files (scene_graph.json/png, points.ply) in RUN/scene_graph/.
 
         Builds the scene graph first if it has not been built.
@@ -580,7 +588,7 @@ class RelationViewerControls(nn.Module):
         self.say(f"Wrote {', '.join(str(p) for p in paths.values())}.")
         return paths
 
-    def _drawn_links(self) -> List["SceneLink"]:
+    def _drawn_links(self) -> list[SceneLink]:
         """Links whose best predicate beats "none", highest score first (at most MAX_DRAWN_LINKS)."""
         if self.extraction is None:
             return []
@@ -588,7 +596,7 @@ class RelationViewerControls(nn.Module):
         return sorted(links, key=lambda link: -float(link.score))[:MAX_DRAWN_LINKS]
 
     # ----------------------------------------------------------------- drawing
-    def _replace_drawing(self, group: str, draw: Callable[["ViserServer", str], List[Any]]) -> None:
+    def _replace_drawing(self, group: str, draw: Callable[[ViserServer, str], list[Any]]) -> None:
         """Remove what was drawn under ``group`` and draw it again (no-op without a viser server)."""
         server = self._server()
         if server is None:
@@ -603,7 +611,7 @@ class RelationViewerControls(nn.Module):
         assert point is not None
         scale = viser_scale()
 
-        def draw(server: "ViserServer", root: str) -> List[Any]:
+        def draw(server: ViserServer, root: str) -> list[Any]:
             handles = [
                 server.scene.add_icosphere(
                     f"{root}/marker",
@@ -635,8 +643,8 @@ class RelationViewerControls(nn.Module):
 
         centres = {node.id: to_viser([node.centroid])[0] for node in graph.nodes}
 
-        def draw(server: "ViserServer", root: str) -> List[Any]:
-            handles: List[Any] = []
+        def draw(server: ViserServer, root: str) -> list[Any]:
+            handles: list[Any] = []
             if len(self.extraction.points_world):
                 handles.append(
                     server.scene.add_point_cloud(

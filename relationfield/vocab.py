@@ -8,7 +8,6 @@ blank lines and lines starting with "#" are ignored.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 from relationfield.errors import UserError
 
@@ -18,12 +17,12 @@ PREDICATE_VOCAB = CONFIGS_DIR / "3dssg_predicates.txt"
 NONE = "none"
 
 
-def read_vocab(path: Path, what: str = "vocabulary") -> List[str]:
+def read_vocab(path: Path, what: str = "vocabulary") -> list[str]:
     """Entries of a vocabulary file, in order, without duplicates; a clear error when empty or missing."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{what} file {path} does not exist")
-    entries: List[str] = []
+    entries: list[str] = []
     for line in path.read_text(encoding="utf-8").splitlines():
         entry = line.strip()
         if entry and not entry.startswith("#") and entry not in entries:
@@ -33,12 +32,12 @@ def read_vocab(path: Path, what: str = "vocabulary") -> List[str]:
     return entries
 
 
-def object_vocab(path: Optional[Path] = None) -> List[str]:
+def object_vocab(path: Path | None = None) -> list[str]:
     """Object classes (default: the 160 3DSSG classes)."""
     return read_vocab(path or OBJECT_VOCAB, "object vocabulary")
 
 
-def predicate_vocab(path: Optional[Path] = None) -> List[str]:
+def predicate_vocab(path: Path | None = None) -> list[str]:
     """Predicates without "none" (default: the 26 3DSSG predicates)."""
     entries = [p for p in read_vocab(path or PREDICATE_VOCAB, "predicate vocabulary") if p.lower() != NONE]
     if not entries:

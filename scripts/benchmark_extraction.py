@@ -20,7 +20,6 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Tuple
 
 import tyro
 
@@ -29,11 +28,11 @@ import tyro
 class Args:
     load_config: Path
     """config.yml of a trained relationfield or relationfield-lite run."""
-    gt: Optional[Path] = None
+    gt: Path | None = None
     """Ground-truth scene_graph.json of the capture: adds the recalls of each setting."""
-    views: Tuple[str, ...] = ()
+    views: tuple[str, ...] = ()
     """Extra settings to compare with the default, as MAX_VIEWS:VIEW_PIXELS (e.g. 30:0 40:4096)."""
-    output: Optional[Path] = None
+    output: Path | None = None
     """Write the results as JSON here."""
 
 
@@ -88,7 +87,9 @@ def main(args: Args) -> None:
         print(f"{views} views at <= {pixels or 'full'} px: {seconds:.1f} s ({stages}); {row['nodes']} nodes{recall}")
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps({"load_run": load_run, "load_encoders": load_encoders, "results": results}, indent=2))
+        args.output.write_text(
+            json.dumps({"load_run": load_run, "load_encoders": load_encoders, "results": results}, indent=2)
+        )
 
 
 if __name__ == "__main__":

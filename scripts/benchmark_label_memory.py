@@ -62,7 +62,11 @@ def write_synthetic_store(root: Path, args: argparse.Namespace) -> tuple[Path, P
             if subject != obj:
                 pairs.add((subject, obj))
         relations = [
-            (s, o, [predicates[int(p)] for p in rng.choice(len(predicates), size=int(rng.integers(1, 3)), replace=False)])
+            (
+                s,
+                o,
+                [predicates[int(p)] for p in rng.choice(len(predicates), size=int(rng.integers(1, 3)), replace=False)],
+            )
             for s, o in sorted(pairs)
         ]
         writer.write_frame(name, segments, embeddings, relations)

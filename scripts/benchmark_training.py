@@ -19,7 +19,6 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import tyro
 
@@ -28,7 +27,7 @@ import tyro
 class Args:
     output: Path = Path("bench")
     """Working directory (capture, runs, results.json)."""
-    capture: Optional[Path] = None
+    capture: Path | None = None
     """Use this labelled capture instead of generating one."""
     steps: int = 1000
     """Training steps of each method."""
@@ -125,7 +124,10 @@ def main(args: Args) -> None:
     if capture is None:
         capture = args.output / "capture"
         generate_capture(
-            capture, seed=args.seed, num_frames=args.num_frames, resolution=parse_resolution(args.resolution),
+            capture,
+            seed=args.seed,
+            num_frames=args.num_frames,
+            resolution=parse_resolution(args.resolution),
             overwrite=True,
         )
         label_from_ground_truth(capture, relation_noise=args.relation_noise)
@@ -138,7 +140,7 @@ def main(args: Args) -> None:
             config = nerfacto_like(config)
         _common(config, capture, args.output / "runs", args.steps)
         times = _timed_train(config)
-        steady = times[min(20, len(times) // 4):]
+        steady = times[min(20, len(times) // 4) :]
         pipeline = _load(config.get_base_dir() / "config.yml")
         metrics = pipeline.get_average_eval_image_metrics()
         results[name] = {"step_seconds": statistics.median(steady), "eval_psnr": float(metrics["psnr"])}

@@ -33,7 +33,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,7 +53,7 @@ class Args:
     """Relation query (phrases after ';' are extra negatives)."""
     reference: str = "floor"
     """Object query whose best-matching pixel of the view is clicked as the reference."""
-    pixel: Optional[Tuple[int, int]] = None
+    pixel: tuple[int, int] | None = None
     """Click this (row, column) of the view instead of searching for --reference."""
     view: int = 0
     """Training view to render."""
@@ -71,7 +71,7 @@ class Args:
     """Seconds to wait for the viewer to render the query in the browser."""
 
 
-def best_pixel(controls, camera, text: str) -> Tuple[int, int]:
+def best_pixel(controls, camera, text: str) -> tuple[int, int]:
     """The pixel of the view with the highest object relevancy for ``text``."""
     controls.set_object_query(text)
     bundle = camera.generate_rays(camera_indices=0, keep_shape=True)
@@ -117,7 +117,7 @@ class DevTools:
         self.connection = connect(page["webSocketDebuggerUrl"], max_size=None, proxy=None)
         self.next_id = 0
 
-    def call(self, method: str, **params: Any) -> Dict[str, Any]:
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
         self.next_id += 1
         self.connection.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
         while True:
@@ -166,10 +166,21 @@ def browser_screenshot(pipeline, args: Args, output: Path) -> None:
     url = f"http://127.0.0.1:{port}/"
     user_data = Path(tempfile.mkdtemp(prefix="chromium-"))
     command = [
-        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={user_data}", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-        "--window-size=1500,1500", "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", url,
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={user_data}",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        "--window-size=1500,1500",
+        "--remote-debugging-address=127.0.0.1",
+        "--remote-debugging-port=0",
+        url,
     ]
     chromium = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:

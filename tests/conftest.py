@@ -11,7 +11,6 @@ import ipaddress
 import os
 import socket
 from pathlib import Path
-from typing import List
 
 import pytest
 
@@ -19,7 +18,7 @@ for _name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
     os.environ[_name] = "1"
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-NETWORK_ATTEMPTS: List[str] = []
+NETWORK_ATTEMPTS: list[str] = []
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
 

@@ -27,9 +27,10 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any
 
 from PIL import Image
 
@@ -42,7 +43,7 @@ class Reply:
 
     status: int = 200
     body: Any = None
-    headers: Dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
 
 
@@ -52,11 +53,11 @@ class RecordedRequest:
 
     method: str
     path: str
-    headers: Dict[str, str]
+    headers: dict[str, str]
     body: str
-    json: Optional[Dict[str, Any]]
+    json: dict[str, Any] | None
 
-    def messages(self) -> List[Dict[str, Any]]:
+    def messages(self) -> list[dict[str, Any]]:
         """The chat messages of the request (empty when it had none)."""
         return list((self.json or {}).get("messages") or [])
 
@@ -64,9 +65,9 @@ class RecordedRequest:
         """The text parts of the first user message, joined."""
         return request_text(self.json or {})
 
-    def image_urls(self) -> List[str]:
+    def image_urls(self) -> list[str]:
         """The image URLs of all messages (``data:`` URLs for inline images)."""
-        urls: List[str] = []
+        urls: list[str] = []
         for message in self.messages():
             content = message.get("content")
             if isinstance(content, list):
@@ -74,28 +75,35 @@ class RecordedRequest:
         return urls
 
     @property
-    def response_format(self) -> Optional[Dict[str, Any]]:
+    def response_format(self) -> dict[str, Any] | None:
         """The requested ``response_format`` (``None`` when absent)."""
         return (self.json or {}).get("response_format")
 
 
-Responder = Callable[[Dict[str, Any]], Union[Reply, Tuple[int, Any]]]
+Responder = Callable[[dict[str, Any]], Reply | tuple[int, Any]]
 
 
-def completion(content: Optional[str], prompt_tokens: int = 100, completion_tokens: int = 20,
-               model: str = "fake-model", refusal: Optional[str] = None) -> Dict[str, Any]:
+def completion(
+    content: str | None,
+    prompt_tokens: int = 100,
+    completion_tokens: int = 20,
+    model: str = "fake-model",
+    refusal: str | None = None,
+) -> dict[str, Any]:
     """A chat.completion body whose single choice says ``content``."""
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": content, "refusal": refusal},
-            "finish_reason": "stop",
-            "logprobs": None,
-        }],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "refusal": refusal},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
         "usage": {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -104,14 +112,14 @@ def completion(content: Optional[str], prompt_tokens: int = 100, completion_toke
     }
 
 
-def chat_reply(content: Optional[str], prompt_tokens: int = 100, completion_tokens: int = 20, delay: float = 0.0
-               ) -> Reply:
+def chat_reply(content: str | None, prompt_tokens: int = 100, completion_tokens: int = 20, delay: float = 0.0) -> Reply:
     """A 200 reply carrying ``content`` and the given usage."""
     return Reply(200, completion(content, prompt_tokens, completion_tokens), delay=delay)
 
 
-def error_reply(status: int, message: str = "scripted error", headers: Optional[Mapping[str, str]] = None,
-                param: Optional[str] = None) -> Reply:
+def error_reply(
+    status: int, message: str = "scripted error", headers: Mapping[str, str] | None = None, param: str | None = None
+) -> Reply:
     """An OpenAI-style error reply (``{"error": {"message": ..., "type": ..., "param": ...}}``)."""
     kinds = {400: "invalid_request_error", 401: "authentication_error", 429: "rate_limit_error"}
     kind = kinds.get(status, "server_error")
@@ -119,12 +127,14 @@ def error_reply(status: int, message: str = "scripted error", headers: Optional[
     return Reply(status, body, dict(headers or {}))
 
 
-def answer_json(objects: Mapping[Any, str], relations: Sequence[Tuple[Any, Any, Sequence[str]]] = ()) -> str:
+def answer_json(objects: Mapping[Any, str], relations: Sequence[tuple[Any, Any, Sequence[str]]] = ()) -> str:
     """A reply text in the requested answer format (tags are used as given, so tests can send bad ones)."""
-    return json.dumps({
-        "objects": [{"tag": tag, "name": name} for tag, name in objects.items()],
-        "relations": [{"subject": s, "object": o, "predicates": list(p)} for s, o, p in relations],
-    })
+    return json.dumps(
+        {
+            "objects": [{"tag": tag, "name": name} for tag, name in objects.items()],
+            "relations": [{"subject": s, "object": o, "predicates": list(p)} for s, o, p in relations],
+        }
+    )
 
 
 def request_text(request_json: Mapping[str, Any]) -> str:
@@ -139,7 +149,7 @@ def request_text(request_json: Mapping[str, Any]) -> str:
     return ""
 
 
-def tags_from_prompt(request_json: Mapping[str, Any]) -> List[int]:
+def tags_from_prompt(request_json: Mapping[str, Any]) -> list[int]:
     """The tags listed in the prompt ("The tags in this image are: 1, 2, 3.")."""
     match = re.search(r"tags in this image are:\s*([0-9][0-9,\s]*)", request_text(request_json), re.IGNORECASE)
     return [int(tag) for tag in re.findall(r"\d+", match.group(1))] if match else []
@@ -159,7 +169,7 @@ def request_image(request_json: Mapping[str, Any]) -> Image.Image:
     raise ValueError("the request holds no inline image")
 
 
-def echo_responder(request_json: Dict[str, Any]) -> Reply:
+def echo_responder(request_json: dict[str, Any]) -> Reply:
     """A valid answer for any frame: every tag named ``object k``, and tag 1 "standing on" tag 2."""
     tags = tags_from_prompt(request_json)
     relations = [(tags[0], tags[1], ["standing on"])] if len(tags) >= 2 else []
@@ -169,14 +179,14 @@ def echo_responder(request_json: Dict[str, Any]) -> Reply:
 class FakeOpenAI:
     """The server (see the module docstring); a context manager that starts and stops it."""
 
-    def __init__(self, responder: Optional[Responder] = None, replies: Iterable[Reply] = ()) -> None:
+    def __init__(self, responder: Responder | None = None, replies: Iterable[Reply] = ()) -> None:
         self.responder = responder
-        self.requests: List[RecordedRequest] = []
-        self._queue: Deque[Reply] = deque(replies)
+        self.requests: list[RecordedRequest] = []
+        self._queue: deque[Reply] = deque(replies)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -184,7 +194,7 @@ class FakeOpenAI:
         return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
 
     @property
-    def chat_requests(self) -> List[RecordedRequest]:
+    def chat_requests(self) -> list[RecordedRequest]:
         """The recorded ``POST /v1/chat/completions`` requests."""
         with self._lock:
             return [r for r in self.requests if r.method == "POST" and r.path.rstrip("/") == CHAT_PATH]
@@ -194,10 +204,11 @@ class FakeOpenAI:
         with self._lock:
             self._queue.extend(replies)
 
-    def start(self) -> "FakeOpenAI":
+    def start(self) -> FakeOpenAI:
         """Serve in a background thread."""
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        name="fake-openai", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-openai", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -209,7 +220,7 @@ class FakeOpenAI:
             self._thread = None
         self._server.server_close()
 
-    def __enter__(self) -> "FakeOpenAI":
+    def __enter__(self) -> FakeOpenAI:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -244,8 +255,13 @@ class FakeOpenAI:
                     parsed = json.loads(body) if body else None
                 except ValueError:
                     parsed = None
-                request = RecordedRequest(self.command, self.path, dict(self.headers.items()), body,
-                                          parsed if isinstance(parsed, dict) else None)
+                request = RecordedRequest(
+                    self.command,
+                    self.path,
+                    dict(self.headers.items()),
+                    body,
+                    parsed if isinstance(parsed, dict) else None,
+                )
                 reply = server._next_reply(request)
                 if reply.delay:
                     time.sleep(reply.delay)

@@ -9,7 +9,7 @@ the masks stage numbered real objects.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -30,10 +30,10 @@ class GroundTruthMaskGenerator:
             the ground-truth ones at quality 0.5 (e.g. near-duplicates, to exercise the filtering).
     """
 
-    def __init__(self, capture_dir: Path, extra: Optional[Any] = None) -> None:
+    def __init__(self, capture_dir: Path, extra: Any | None = None) -> None:
         self.capture_dir = Path(capture_dir)
         self.extra = extra
-        self.calls: List[str] = []
+        self.calls: list[str] = []
 
     def instance_map(self, name: str) -> np.ndarray:
         """The 16-bit object-id map of the image ``name`` (0 = nothing)."""
@@ -41,7 +41,7 @@ class GroundTruthMaskGenerator:
         with Image.open(path) as image:
             return np.asarray(image).astype(np.int64)
 
-    def generate(self, image: np.ndarray, name: str) -> List[Dict[str, Any]]:
+    def generate(self, image: np.ndarray, name: str) -> list[dict[str, Any]]:
         """One record per visible object of ``name`` (``image`` is only checked for its size)."""
         self.calls.append(name)
         ids = self.instance_map(name)
@@ -53,9 +53,9 @@ class GroundTruthMaskGenerator:
         return records
 
 
-def _record(mask: np.ndarray, instance_id: Optional[int] = None, quality: float = 1.0) -> Dict[str, Any]:
+def _record(mask: np.ndarray, instance_id: int | None = None, quality: float = 1.0) -> dict[str, Any]:
     """A SAM-style record of ``mask``."""
-    record: Dict[str, Any] = {
+    record: dict[str, Any] = {
         "segmentation": mask,
         "area": int(mask.sum()),
         "predicted_iou": quality,

@@ -7,11 +7,11 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Dict
 
 import numpy as np
 import pytest
 import torch
+from workspace_fixtures import GroundTruthWorkspace, write_workspace_from_ground_truth
 
 from relationfield.encoders import (
     CLIP_RANDOM_INIT,
@@ -40,7 +40,6 @@ from relationfield.preprocess.embed import (
     summary_text,
 )
 from relationfield.preprocess.workspace import masks_path, read_json, relations_path, write_json_atomic
-from workspace_fixtures import GroundTruthWorkspace, write_workspace_from_ground_truth
 
 TINY_CLIP = f"open_clip:{TINY_CLIP_MODEL}/{CLIP_RANDOM_INIT}"
 FAILED_FRAME, UNASKED_FRAME = 1, 2
@@ -59,7 +58,7 @@ def embed_config(capture: Path, **overrides) -> EmbedConfig:
     return EmbedConfig(**options)
 
 
-def frame_arrays(labels_dir: Path, name: str) -> Dict[str, np.ndarray]:
+def frame_arrays(labels_dir: Path, name: str) -> dict[str, np.ndarray]:
     """The arrays of a written frame file."""
     with np.load(labels_dir / "frames" / frame_file_name(name), allow_pickle=False) as data:
         return {key: data[key] for key in data.files}
@@ -320,7 +319,7 @@ def test_embed_with_text_semantics(capture: Path, truth: GroundTruthWorkspace) -
     )
 
     encoder = load_text_encoder(OFFLINE_TEXT_ENCODER)
-    by_label: Dict[str, np.ndarray] = {}
+    by_label: dict[str, np.ndarray] = {}
     for label, row in zip(store.mask_labels, store.mask_embeddings.float().numpy()):
         assert label
         if label in by_label:
@@ -413,6 +412,11 @@ def test_manifest_options_hold_no_secrets(clip_store) -> None:
     manifest = json.loads((capture / "relationfield" / MANIFEST_FILE).read_text())
     options = manifest["producer"]["options"]
     assert set(options) == {
-        "semantic_source", "semantic_encoder", "text_encoder", "workspace", "crop_scales", "crop_margin",
+        "semantic_source",
+        "semantic_encoder",
+        "text_encoder",
+        "workspace",
+        "crop_scales",
+        "crop_margin",
         "crop_background",
     }

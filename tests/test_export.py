@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import networkx as nx
@@ -63,7 +62,13 @@ def test_export_writes_a_valid_graph_in_the_capture_frame(exported, synth_captur
 
 
 def test_eval_of_the_export_reports_every_metric(exported, synth_capture, capsys):
-    run_cli("eval", "--pred", str(exported / "scene_graph.json"), "--gt", str(synth_capture / "ground_truth" / "scene_graph.json"))
+    run_cli(
+        "eval",
+        "--pred",
+        str(exported / "scene_graph.json"),
+        "--gt",
+        str(synth_capture / "ground_truth" / "scene_graph.json"),
+    )
     table = capsys.readouterr().out
     for metric in ("Object R@1", "Predicate R@1", "Relation"):
         assert metric in table
@@ -89,10 +94,22 @@ def _fails(capsys, *args: str) -> str:
 
 
 def test_export_error_paths(trained_run, tmp_path, capsys):
-    assert "does not exist" in _fails(capsys, "export", "scene-graph", "--load-config", str(tmp_path / "no.yml"), "--output-dir", str(tmp_path))
+    assert "does not exist" in _fails(
+        capsys, "export", "scene-graph", "--load-config", str(tmp_path / "no.yml"), "--output-dir", str(tmp_path)
+    )
     empty = tmp_path / "empty.txt"
     empty.write_text("\n# nothing\n")
-    err = _fails(capsys, "export", "scene-graph", "--load-config", str(trained_run), "--output-dir", str(tmp_path), "--object-vocab", str(empty))
+    err = _fails(
+        capsys,
+        "export",
+        "scene-graph",
+        "--load-config",
+        str(trained_run),
+        "--output-dir",
+        str(tmp_path),
+        "--object-vocab",
+        str(empty),
+    )
     assert "is empty" in err
     # a run of another method
     other = tmp_path / "other" / "config.yml"
@@ -100,7 +117,9 @@ def test_export_error_paths(trained_run, tmp_path, capsys):
     config = yaml.load(trained_run.read_text(), Loader=yaml.Loader)
     config.method_name = "nerfacto"
     other.write_text(yaml.dump(config))
-    assert "must be one of" in _fails(capsys, "export", "scene-graph", "--load-config", str(other), "--output-dir", str(tmp_path))
+    assert "must be one of" in _fails(
+        capsys, "export", "scene-graph", "--load-config", str(other), "--output-dir", str(tmp_path)
+    )
 
 
 def test_run_without_its_label_store_is_a_clear_error(trained_run, tmp_path):
@@ -123,7 +142,9 @@ def test_no_objects_found_writes_an_empty_valid_graph(trained_run, tmp_path):
     from relationfield.scene_graph import SceneGraph, write_scene_graph
 
     query = FieldQuery.load(trained_run)
-    result = extract_scene_graph(query, ["chair"], ["standing on"], ExtractionConfig(max_views=2, min_node_points=10**9))
+    result = extract_scene_graph(
+        query, ["chair"], ["standing on"], ExtractionConfig(max_views=2, min_node_points=10**9)
+    )
     assert result.graph.nodes == [] and result.graph.links == []
     write_scene_graph(result.graph, tmp_path)
     assert SceneGraph.from_json(json.loads((tmp_path / "scene_graph.json").read_text())).nodes == []

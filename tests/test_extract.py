@@ -80,7 +80,13 @@ def test_split_connected_separates_distant_parts_and_drops_tiny_ones():
 def test_merge_parts_joins_touching_similar_parts_only():
     rng = np.random.default_rng(3)
     a, b = _directions(rng, 2)
-    points = np.concatenate([rng.uniform(0, 1, (100, 3)), rng.uniform(0, 1, (100, 3)) + [1.05, 0, 0], rng.uniform(0, 1, (100, 3)) + [2.1, 0, 0]])
+    points = np.concatenate(
+        [
+            rng.uniform(0, 1, (100, 3)),
+            rng.uniform(0, 1, (100, 3)) + [1.05, 0, 0],
+            rng.uniform(0, 1, (100, 3)) + [2.1, 0, 0],
+        ]
+    )
     features = np.concatenate([_blob(rng, a, 100), _blob(rng, a, 100), _blob(rng, b, 100)])
     labels = np.repeat([0, 1, 2], 100)
     out = merge_parts(points, labels, features, ExtractionConfig(merge_similarity=0.9), voxel=0.05)

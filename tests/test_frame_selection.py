@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -24,18 +24,18 @@ def look_at(position: Sequence[float], target: Sequence[float]) -> np.ndarray:
     return pose
 
 
-def frames_of(poses: Sequence[np.ndarray]) -> List[Dict[str, object]]:
+def frames_of(poses: Sequence[np.ndarray]) -> list[dict[str, object]]:
     """transforms.json-style frames of ``poses``."""
     return [{"file_path": f"images/frame_{i:05d}.png", "transform_matrix": p.tolist()} for i, p in enumerate(poses)]
 
 
-def orbit(count: int, radius: float = 3.0, start: float = 0.0, end: float = 2 * math.pi) -> List[np.ndarray]:
+def orbit(count: int, radius: float = 3.0, start: float = 0.0, end: float = 2 * math.pi) -> list[np.ndarray]:
     """Cameras on a horizontal circle looking at the origin."""
     angles = np.linspace(start, end, count, endpoint=False)
     return [look_at([radius * math.cos(a), radius * math.sin(a), 1.5], [0.0, 0.0, 0.5]) for a in angles]
 
 
-def clustered_trajectory() -> List[dict]:
+def clustered_trajectory() -> list[dict]:
     """A capture that lingers: 45 frames within a 20-degree arc, then 15 frames around the rest of the room."""
     lingering = orbit(45, start=0.0, end=math.radians(20))
     rest = orbit(15, start=math.radians(30), end=2 * math.pi)
@@ -45,7 +45,7 @@ def clustered_trajectory() -> List[dict]:
 def nearest_selected(frames: Sequence[dict], selected: Sequence[int], views: Sequence[np.ndarray]) -> np.ndarray:
     """Pose distance from each of ``views`` to its nearest selected frame."""
     poses = np.stack([np.asarray(f["transform_matrix"]) for f in frames] + list(views))
-    distances = pose_distances(poses)[len(frames):, list(selected)]
+    distances = pose_distances(poses)[len(frames) :, list(selected)]
     return distances.min(axis=1)
 
 

@@ -158,7 +158,9 @@ def test_round_trip(tmp_path: Path) -> None:
     assert np.allclose(store.relation_embeddings[0].float().numpy(), mean, atol=2e-3)
     assert np.allclose(store.relation_embeddings[1].float().numpy(), table["left of"], atol=2e-3)
     assert np.allclose(store.relation_embeddings[4].float().numpy(), mean, atol=2e-3)
-    assert np.allclose(store.predicate_embeddings[store.predicates.index("near")].float().numpy(), table["near"], atol=2e-3)
+    assert np.allclose(
+        store.predicate_embeddings[store.predicates.index("near")].float().numpy(), table["near"], atol=2e-3
+    )
     assert np.allclose(store.none_embedding.float().numpy(), built["none_emb"], atol=2e-3)
 
     assert store.nbytes() >= 6 * 8 + 400 * 2 + 303 * D_SEM * 2

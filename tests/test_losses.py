@@ -77,7 +77,9 @@ def test_contrastive_separates_antonyms_better_than_cosine_alone():
         opt = torch.optim.Adam([pred], lr=0.05)
         for _ in range(300):
             opt.zero_grad()
-            relation_loss(pred, targets, positives, table, torch.ones(2, dtype=torch.bool), 0.2, contrastive_weight).backward()
+            relation_loss(
+                pred, targets, positives, table, torch.ones(2, dtype=torch.bool), 0.2, contrastive_weight
+            ).backward()
             opt.step()
         sims = F.normalize(pred.detach(), dim=-1) @ table.T
         return (sims[0, 0] - sims[0, 1]).item(), sims.argmax(1).tolist()
@@ -100,6 +102,8 @@ def test_multi_positive_wants_every_positive_above_the_negatives():
     assert torch.isclose(near_first, torch.tensor(math.log(2) / 2), atol=1e-3)
     assert between < 0.01 < near_first < near_negative
     # a single positive is plain InfoNCE: -log softmax
-    single = multi_positive_contrastive_loss(torch.tensor([[0.3, -0.2, 0.5]]), table, torch.tensor([[True, False, False]]), torch.ones(1))
+    single = multi_positive_contrastive_loss(
+        torch.tensor([[0.3, -0.2, 0.5]]), table, torch.tensor([[True, False, False]]), torch.ones(1)
+    )
     logits = torch.nn.functional.normalize(torch.tensor([0.3, -0.2, 0.5]), dim=0) / 0.1
     assert torch.isclose(single, -torch.log_softmax(logits, dim=0)[0], atol=1e-5)

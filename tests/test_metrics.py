@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -37,26 +38,46 @@ def box(lo: Sequence[float], hi: Sequence[float]) -> dict[str, list[float]]:
 
 
 def node(node_id: int, aabb: dict[str, list[float]] | None, label_scores: list[list[Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": node_id, "label": label_scores[0][0] if label_scores else "", "label_scores": label_scores,
-                           "centroid": [0.0, 0.0, 0.0], "point_count": 10}
+    out: dict[str, Any] = {
+        "id": node_id,
+        "label": label_scores[0][0] if label_scores else "",
+        "label_scores": label_scores,
+        "centroid": [0.0, 0.0, 0.0],
+        "point_count": 10,
+    }
     if aabb is not None:
         out["aabb"] = aabb
     return out
 
 
 def link(source: int, target: int, predicate_scores: list[list[Any]]) -> dict[str, Any]:
-    return {"source": source, "target": target, "predicate": predicate_scores[0][0], "score": predicate_scores[0][1],
-            "predicate_scores": predicate_scores}
+    return {
+        "source": source,
+        "target": target,
+        "predicate": predicate_scores[0][0],
+        "score": predicate_scores[0][1],
+        "predicate_scores": predicate_scores,
+    }
 
 
 def prediction(nodes: list[dict[str, Any]], links: list[dict[str, Any]] = ()) -> dict[str, Any]:  # type: ignore[assignment]
-    return {"format": "relationfield-scene-graph", "version": 1, "directed": True, "multigraph": False,
-            "nodes": list(nodes), "links": list(links)}
+    return {
+        "format": "relationfield-scene-graph",
+        "version": 1,
+        "directed": True,
+        "multigraph": False,
+        "nodes": list(nodes),
+        "links": list(links),
+    }
 
 
-def gt_objects(objects: list[tuple[int, str, dict[str, list[float]]]], relationships: list[list[Any]]) -> dict[str, Any]:
-    return {"objects": [{"id": i, "label": label, "aabb": aabb, "structural": False} for i, label, aabb in objects],
-            "relationships": relationships}
+def gt_objects(
+    objects: list[tuple[int, str, dict[str, list[float]]]], relationships: list[list[Any]]
+) -> dict[str, Any]:
+    return {
+        "objects": [{"id": i, "label": label, "aabb": aabb, "structural": False} for i, label, aabb in objects],
+        "relationships": relationships,
+    }
 
 
 def perfect_prediction(gt: dict[str, Any]) -> dict[str, Any]:
@@ -84,11 +105,11 @@ def main_case() -> tuple[dict[str, Any], dict[str, Any]]:
     gt = gt_objects(
         [(1, "chair", CHAIR), (2, "table", TABLE), (3, "lamp", LAMP), (4, "cup", CUP)],
         [
-            [1, 2, "close by"],      # pair (1, 2) has two predicates
+            [1, 2, "close by"],  # pair (1, 2) has two predicates
             [1, 2, "smaller than"],
-            [2, 1, "bigger than"],   # its link's top predicate is "none"
-            [3, 2, "standing on"],   # the lamp is unmatched
-            [4, 2, "standing on"],   # both matched, but no link 30 -> 20
+            [2, 1, "bigger than"],  # its link's top predicate is "none"
+            [3, 2, "standing on"],  # the lamp is unmatched
+            [4, 2, "standing on"],  # both matched, but no link 30 -> 20
         ],
     )
     pred = prediction(
@@ -243,7 +264,9 @@ def test_matching_maximises_total_iou_not_greedy() -> None:
     # IoU(A, 1) = 4/7, IoU(A, 2) = 3/8, IoU(B, 1) = 2/5, IoU(B, 2) = 0.
     # Greedy would take A-1 (4/7) and leave B unmatched; the assignment takes A-2 + B-1 = 0.775.
     gt = gt_objects([(1, "a", box([0, 0, 0], [4, 1, 1])), (2, "b", box([2, 0, 0], [6, 1, 1]))], [])
-    pred = prediction([node(7, box([-2, 0, 0], [5, 1, 1]), [["b", 1.0]]), node(8, box([-1, 0, 0], [2, 1, 1]), [["a", 1.0]])])
+    pred = prediction(
+        [node(7, box([-2, 0, 0], [5, 1, 1]), [["b", 1.0]]), node(8, box([-1, 0, 0], [2, 1, 1]), [["a", 1.0]])]
+    )
     result = evaluate(pred, gt)
     assert [(m.gt_id, m.node_id) for m in result.matches] == [(1, 8), (2, 7)]
     assert result.mean_iou == pytest.approx((2 / 5 + 3 / 8) / 2)
@@ -330,7 +353,10 @@ def threedssg_gt() -> dict[str, Any]:
 
 def threedssg_pred() -> dict[str, Any]:
     return prediction(
-        [node(10, None, [["chair", 0.8], ["sofa", 0.2]]), node(20, box([0, 0, 0], [1, 1, 1]), [["desk", 0.5], ["table", 0.4]])],
+        [
+            node(10, None, [["chair", 0.8], ["sofa", 0.2]]),
+            node(20, box([0, 0, 0], [1, 1, 1]), [["desk", 0.5], ["table", 0.4]]),
+        ],
         [link(10, 20, [["close by", 0.5], ["none", 0.5]])],
     )
 
@@ -347,7 +373,12 @@ def test_3dssg_format_with_node_map_and_scan() -> None:
     assert result.relation_recall == {1: 0.0, 50: 1 / 3, 100: 1 / 3}
     assert result.gt_format == "3dssg" and result.scan == "scan-a" and result.matching == "node_map"
     assert result.mean_iou is None
-    assert (result.num_gt_objects, result.num_matched_objects, result.num_gt_triplets, result.num_evaluated_links) == (3, 2, 3, 1)
+    assert (result.num_gt_objects, result.num_matched_objects, result.num_gt_triplets, result.num_evaluated_links) == (
+        3,
+        2,
+        3,
+        1,
+    )
 
     no_floor = evaluate(threedssg_pred(), threedssg_gt(), node_map=node_map, scan="scan-a", ignore_labels=["floor"])
     assert no_floor.object_recall == {1: 1 / 2, 5: 1.0, 10: 1.0}
@@ -408,8 +439,10 @@ def test_perfect_prediction_on_a_synthetic_scene() -> None:
 
     scene = build_scene("living-room", np.random.default_rng(0))
     gt = {
-        "objects": [{"id": o.id, "label": o.label, "aabb": box(o.aabb.min, o.aabb.max), "structural": o.structural}
-                    for o in scene.objects],
+        "objects": [
+            {"id": o.id, "label": o.label, "aabb": box(o.aabb.min, o.aabb.max), "structural": o.structural}
+            for o in scene.objects
+        ],
         "relationships": [[s, o, p] for s, o, p in derive_relations(scene.objects)],
     }
     per_pair = Counter((s, o) for s, o, _ in gt["relationships"])
@@ -438,8 +471,16 @@ def test_to_markdown_and_to_json() -> None:
     pred, gt = main_case()
     result = evaluate(pred, gt)
     text = result.to_markdown()
-    for needle in ("Object R@1 / R@5 / R@10", "Predicate R@1 / R@3 / R@5", "Relation (triplet) R@1 / R@50 / R@100",
-                   "Mean IoU", "gt objects", "matched objects", "gt triplets", "evaluated links"):
+    for needle in (
+        "Object R@1 / R@5 / R@10",
+        "Predicate R@1 / R@3 / R@5",
+        "Relation (triplet) R@1 / R@50 / R@100",
+        "Mean IoU",
+        "gt objects",
+        "matched objects",
+        "gt triplets",
+        "evaluated links",
+    ):
         assert needle in text
     assert "| 50.00 / 75.00 / 75.00 |" in text  # object recall in %
     assert "| 20.00 / 60.00 / 60.00 |" in text  # predicate recall
@@ -462,7 +503,9 @@ def write_json(path: Path, data: Any) -> Path:
 def test_evaluate_files_writes_outputs(tmp_path: Path) -> None:
     pred, gt = main_case()
     out = tmp_path / "out" / "eval"
-    result = evaluate_files(write_json(tmp_path / "pred.json", pred), write_json(tmp_path / "gt.json", gt), output_dir=out)
+    result = evaluate_files(
+        write_json(tmp_path / "pred.json", pred), write_json(tmp_path / "gt.json", gt), output_dir=out
+    )
     assert isinstance(result, EvalResult)
     assert json.loads((out / "eval.json").read_text()) == json.loads(json.dumps(result.to_json()))
     assert (out / "eval.md").read_text() == result.to_markdown()
@@ -479,8 +522,12 @@ def test_evaluate_files_3dssg_with_node_map_file(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="node map"):
         evaluate_files(tmp_path / "pred.json", tmp_path / "relationships.json", scan="scan-a")
     with pytest.raises(UserError, match="JSON object"):
-        evaluate_files(tmp_path / "pred.json", tmp_path / "relationships.json", scan="scan-a",
-                       node_map_path=write_json(tmp_path / "bad_map.json", [[10, 1]]))
+        evaluate_files(
+            tmp_path / "pred.json",
+            tmp_path / "relationships.json",
+            scan="scan-a",
+            node_map_path=write_json(tmp_path / "bad_map.json", [[10, 1]]),
+        )
 
 
 def test_file_errors(tmp_path: Path) -> None:
@@ -567,9 +614,20 @@ def test_planar_nodes_match_thin_ground_truth_slabs_after_padding():
         "relationships": [],
     }
     pred = {
-        "format": "relationfield-scene-graph", "version": 1, "directed": True, "multigraph": False,
-        "nodes": [{"id": 7, "label": "wall", "label_scores": [["wall", 0.9]], "centroid": [2.0, 0.1, 1.25],
-                   "aabb": {"min": [0.0, 0.1, 0.0], "max": [4.0, 0.1, 2.5]}, "point_count": 100}],
+        "format": "relationfield-scene-graph",
+        "version": 1,
+        "directed": True,
+        "multigraph": False,
+        "nodes": [
+            {
+                "id": 7,
+                "label": "wall",
+                "label_scores": [["wall", 0.9]],
+                "centroid": [2.0, 0.1, 1.25],
+                "aabb": {"min": [0.0, 0.1, 0.0], "max": [4.0, 0.1, 2.5]},
+                "point_count": 100,
+            }
+        ],
         "links": [],
     }
     assert evaluate(pred, gt, min_extent=0.0).object_recall[1] == 0.0

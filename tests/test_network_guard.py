@@ -3,9 +3,8 @@
 import socket
 import threading
 
-import pytest
-
 import conftest
+import pytest
 
 
 def test_loopback_server_is_reachable():

@@ -7,7 +7,6 @@ import json
 import shutil
 from functools import partial
 from pathlib import Path
-from typing import Dict, List
 
 import numpy as np
 import pytest
@@ -51,17 +50,17 @@ def capture(pristine_capture, tmp_path) -> Path:
     return Path(shutil.copytree(pristine_capture, tmp_path / "capture"))
 
 
-def frame_names(capture_dir: Path) -> List[str]:
+def frame_names(capture_dir: Path) -> list[str]:
     frames = json.loads((capture_dir / "transforms.json").read_text())["frames"]
     return [frame["file_path"] for frame in frames]
 
 
-def read_masks(path: Path) -> Dict[str, np.ndarray]:
+def read_masks(path: Path) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as data:
         return {key: data[key] for key in data.files}
 
 
-def check_contract(path: Path, capture_dir: Path, name: str) -> Dict[str, np.ndarray]:
+def check_contract(path: Path, capture_dir: Path, name: str) -> dict[str, np.ndarray]:
     """Assert that ``path`` is a valid masks file of the image ``name`` (workspace.py's contract)."""
     arrays = read_masks(path)
     assert set(arrays) == MASK_KEYS
@@ -97,9 +96,18 @@ def tiny_sam(width: int = 32, seed: int = 0):
     grid = img_size // patch
     model = Sam(
         image_encoder=ImageEncoderViT(
-            img_size=img_size, patch_size=patch, embed_dim=32, depth=1, num_heads=2, mlp_ratio=2.0,
-            out_chans=width, qkv_bias=True, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-            use_rel_pos=True, window_size=0, global_attn_indexes=(),
+            img_size=img_size,
+            patch_size=patch,
+            embed_dim=32,
+            depth=1,
+            num_heads=2,
+            mlp_ratio=2.0,
+            out_chans=width,
+            qkv_bias=True,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            use_rel_pos=True,
+            window_size=0,
+            global_attn_indexes=(),
         ),
         prompt_encoder=PromptEncoder(
             embed_dim=width, image_embedding_size=(grid, grid), input_image_size=(img_size, img_size), mask_in_chans=4
@@ -107,7 +115,9 @@ def tiny_sam(width: int = 32, seed: int = 0):
         mask_decoder=MaskDecoder(
             num_multimask_outputs=3,
             transformer=TwoWayTransformer(depth=1, embedding_dim=width, mlp_dim=64, num_heads=2),
-            transformer_dim=width, iou_head_depth=2, iou_head_hidden_dim=32,
+            transformer_dim=width,
+            iou_head_depth=2,
+            iou_head_hidden_dim=32,
         ),
         pixel_mean=[123.675, 116.28, 103.53],
         pixel_std=[58.395, 57.12, 57.375],
@@ -253,9 +263,13 @@ def test_frame_selection_limits_the_frames(capture):
     names = frame_names(capture)
     assert stub.calls == [names[0], names[2]] and summary["selected"] == 2 and summary["frames"] == 4
     stub = GroundTruthMaskGenerator(capture)
-    summary = run_masks(MasksConfig(data=capture, max_frames=3, workspace=capture / "w3"), generator=stub, progress=False)
+    summary = run_masks(
+        MasksConfig(data=capture, max_frames=3, workspace=capture / "w3"), generator=stub, progress=False
+    )
     assert len(stub.calls) == 3 and stub.calls[0] == names[0]
-    assert sorted(p.name for p in (capture / "w3" / "masks").iterdir()) == sorted(Path(n).stem + ".npz" for n in stub.calls)
+    assert sorted(p.name for p in (capture / "w3" / "masks").iterdir()) == sorted(
+        Path(n).stem + ".npz" for n in stub.calls
+    )
 
 
 def test_unreadable_images_fail_alone(capture):
@@ -374,8 +388,14 @@ def test_checkpoint_path_through_the_config(capture, tmp_path, tiny_registry):
     path = tmp_path / "sam_vit_b.pth"
     torch.save(tiny_sam(seed=1).state_dict(), path)
     config = MasksConfig(
-        data=capture, sam_checkpoint=path, model_type="vit_b", device="cpu", points_per_side=4,
-        pred_iou_thresh=0.0, stability_score_thresh=0.0, max_frames=1,
+        data=capture,
+        sam_checkpoint=path,
+        model_type="vit_b",
+        device="cpu",
+        points_per_side=4,
+        pred_iou_thresh=0.0,
+        stability_score_thresh=0.0,
+        max_frames=1,
     )
     summary = run_masks(config, progress=True)
     assert summary["segmented"] == 1

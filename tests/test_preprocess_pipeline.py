@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List
 
 import numpy as np
 import pytest
@@ -35,10 +34,10 @@ class GroundTruthResponder:
         self.generator = generator
         truth = json.loads((capture / "ground_truth" / "scene_graph.json").read_text())
         self.labels = {obj["id"]: obj["label"] for obj in truth["objects"]}
-        self.relations: Dict[tuple, List[str]] = defaultdict(list)
+        self.relations: dict[tuple, list[str]] = defaultdict(list)
         for subject, obj, predicate in truth["relationships"]:
             self.relations[(subject, obj)].append(predicate)
-        self.answered: List[str] = []
+        self.answered: list[str] = []
 
     def _frame(self, sent: Image.Image) -> str:
         workspace = default_workspace(self.capture)
@@ -76,9 +75,9 @@ class GroundTruthResponder:
 
 @pytest.mark.slow
 def test_preprocessing_pipeline_writes_a_store_that_trains(tmp_path, monkeypatch):
+    from conftest import lite_config
     from nerfstudio.scripts.train import main as train_main
 
-    from conftest import lite_config
     from relationfield.synth import generate_capture
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)

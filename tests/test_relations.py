@@ -19,12 +19,10 @@ import json
 import shutil
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from fake_openai import (
     FakeOpenAI,
     Reply,
@@ -35,6 +33,8 @@ from fake_openai import (
     request_image,
     tags_from_prompt,
 )
+from PIL import Image
+
 from relationfield.errors import UserError
 from relationfield.labels.format import file_sha256, save_npz_atomic
 from relationfield.preprocess import relations as relations_module
@@ -70,7 +70,7 @@ CONTRACT_KEYS = {"name", "image_hash", "status", "reason", "model", "attempts", 
 # ------------------------------------------------------------------------------------------ fixtures
 
 
-def write_masks(capture: Path, workspace: Path) -> List[str]:
+def write_masks(capture: Path, workspace: Path) -> list[str]:
     """masks/<stem>.npz (per the workspace contract) from the capture's ground-truth instance maps."""
     frames = json.loads((capture / "transforms.json").read_text())["frames"]
     names = []
@@ -82,10 +82,15 @@ def write_masks(capture: Path, workspace: Path) -> List[str]:
         segments = np.zeros(instances.shape, dtype=np.uint8)
         for k, object_id in enumerate(ids, start=1):
             segments[instances == object_id] = k
-        save_npz_atomic(masks_path(workspace, name), {
-            "name": np.array(name), "image_hash": np.array(file_sha256(capture / name)),
-            "segments": segments, "scores": np.ones(len(ids), dtype=np.float32),
-        })
+        save_npz_atomic(
+            masks_path(workspace, name),
+            {
+                "name": np.array(name),
+                "image_hash": np.array(file_sha256(capture / name)),
+                "segments": segments,
+                "scores": np.ones(len(ids), dtype=np.float32),
+            },
+        )
         names.append(name)
     return names
 
@@ -123,22 +128,22 @@ def api_key(monkeypatch):
 
 def config(capture: Path, url: str, **options: Any) -> RelationsConfig:
     """Fast settings: tiny backoff, short timeout."""
-    defaults: Dict[str, Any] = dict(base_url=url, backoff=0.001, max_backoff=0.01, timeout=5.0, concurrency=2)
+    defaults: dict[str, Any] = dict(base_url=url, backoff=0.001, max_backoff=0.01, timeout=5.0, concurrency=2)
     defaults.update(options)
     return RelationsConfig(data=capture, **defaults)
 
 
-def record(capture: Path, name: str) -> Dict[str, Any]:
+def record(capture: Path, name: str) -> dict[str, Any]:
     """The relations JSON of ``name``."""
     return json.loads(relations_path(capture / "relationfield_work", name).read_text())
 
 
-def names_of(capture: Path) -> List[str]:
+def names_of(capture: Path) -> list[str]:
     """The capture's image names, in order."""
     return [f["file_path"] for f in json.loads((capture / "transforms.json").read_text())["frames"]]
 
 
-def tags_of(capture: Path, name: str) -> List[int]:
+def tags_of(capture: Path, name: str) -> list[int]:
     """The mask ids present in a frame's masks file."""
     with np.load(masks_path(capture / "relationfield_work", name)) as data:
         return [int(v) for v in np.unique(data["segments"]) if v]
@@ -161,7 +166,7 @@ def test_overlay_numbers_each_mask_at_its_interior_point():
     assert overlay.size == overlay_size(60, 40) == (540, 360)  # upscaled by a whole factor (512 / 60 -> 9)
     pixels = np.asarray(overlay)
     row, col = points[2]
-    mark = pixels[row * 9 + 4 - 12: row * 9 + 4 + 12, col * 9 + 4 - 12: col * 9 + 4 + 12].reshape(-1, 3)
+    mark = pixels[row * 9 + 4 - 12 : row * 9 + 4 + 12, col * 9 + 4 - 12 : col * 9 + 4 + 12].reshape(-1, 3)
     assert (np.abs(mark.astype(int) - mask_color(2)).sum(axis=1) < 10).any()  # the mark box in mask 2's colour
     assert tuple(pixels[0, 0]) == (128, 128, 128)  # no mask: untouched
     with pytest.raises(ValueError):
@@ -175,7 +180,7 @@ def test_overlay_of_a_large_image_is_shrunk_and_keeps_every_mark():
     segments[200:201, 400:401] = 300  # one pixel: vanishes when shrunk, its mark must not
     overlay = np.asarray(draw_set_of_mark(image, segments, max_long_side=256))
     assert overlay.shape == (128, 256, 3) and overlay_size(600, 300, max_long_side=256) == (256, 128)
-    near = overlay[200 * 128 // 300 - 10: 200 * 128 // 300 + 10, 400 * 256 // 600 - 15: 400 * 256 // 600 + 15]
+    near = overlay[200 * 128 // 300 - 10 : 200 * 128 // 300 + 10, 400 * 256 // 600 - 15 : 400 * 256 // 600 + 15]
     assert (np.abs(near.reshape(-1, 3).astype(int) - mask_color(300)).sum(axis=1) < 10).any()
 
 
@@ -183,35 +188,42 @@ def test_overlay_of_a_large_image_is_shrunk_and_keeps_every_mark():
 
 
 def test_parse_answer_accepts_valid_replies():
-    text = '```json\n{"objects": [{"tag": 1, "name": " Sofa "}, {"tag": "2", "name": "floor"}],' \
-           ' "relations": [{"subject": 1, "object": "2", "predicates": ["Standing on", "standing on"]},' \
-           ' {"subject": 1, "object": 2, "predicates": ["lying on"]}]}\n```'
+    text = (
+        '```json\n{"objects": [{"tag": 1, "name": " Sofa "}, {"tag": "2", "name": "floor"}],'
+        ' "relations": [{"subject": 1, "object": "2", "predicates": ["Standing on", "standing on"]},'
+        ' {"subject": 1, "object": 2, "predicates": ["lying on"]}]}\n```'
+    )
     answer = parse_answer(text, [1, 2, 3])
     assert answer.objects_json() == {"1": "Sofa", "2": "floor"}
     assert answer.relations_json() == [{"subject": 1, "object": 2, "predicates": ["standing on", "lying on"]}]
 
 
-@pytest.mark.parametrize("text, reason", [
-    ("", "empty"),
-    ('{"objects": [', "not valid JSON"),
-    ("[1, 2]", "must be a JSON object"),
-    ('{"relations": []}', 'no "objects"'),
-    ('{"objects": [{"tag": 1, "name": "a"}]}', 'no "relations"'),
-    ('{"objects": [{"name": "a"}], "relations": []}', 'has no "tag"'),
-    (answer_json({"3a": "sofa"}), '"3a", not an integer tag'),
-    (answer_json({3.0: "sofa"}), "3.0, not an integer tag"),
-    (answer_json({True: "sofa"}), "true, not an integer tag"),
-    (answer_json({"#1": "sofa"}), "not an integer tag"),
-    (answer_json({9: "sofa"}), "tag 9, which is not in the image"),
-    (answer_json({1: "a", 2: "b"}, [(1, 9, ["on"])]), "relations[0].object is tag 9"),
-    (answer_json({1: "a", 2: "b"}, [(2, 2, ["on"])]), "relates tag 2 to itself"),
-    (answer_json({1: "a", 2: "b"}, [(1, 2, [])]), "predicates is empty"),
-    (answer_json({1: "a", 2: "b"}, [(1, 2, [" "])]), "non-empty string"),
-    ('{"objects": [{"tag": 1, "name": "a"}], "relations": [{"subject": 1, "object": 2, "predicates": "on"}]}',
-     "must be a list of strings"),
-    ('{"objects": [{"tag": 1, "name": "a"}, {"tag": 1, "name": "b"}], "relations": []}', "named twice"),
-    (answer_json({}), "names none"),
-])
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("", "empty"),
+        ('{"objects": [', "not valid JSON"),
+        ("[1, 2]", "must be a JSON object"),
+        ('{"relations": []}', 'no "objects"'),
+        ('{"objects": [{"tag": 1, "name": "a"}]}', 'no "relations"'),
+        ('{"objects": [{"name": "a"}], "relations": []}', 'has no "tag"'),
+        (answer_json({"3a": "sofa"}), '"3a", not an integer tag'),
+        (answer_json({3.0: "sofa"}), "3.0, not an integer tag"),
+        (answer_json({True: "sofa"}), "true, not an integer tag"),
+        (answer_json({"#1": "sofa"}), "not an integer tag"),
+        (answer_json({9: "sofa"}), "tag 9, which is not in the image"),
+        (answer_json({1: "a", 2: "b"}, [(1, 9, ["on"])]), "relations[0].object is tag 9"),
+        (answer_json({1: "a", 2: "b"}, [(2, 2, ["on"])]), "relates tag 2 to itself"),
+        (answer_json({1: "a", 2: "b"}, [(1, 2, [])]), "predicates is empty"),
+        (answer_json({1: "a", 2: "b"}, [(1, 2, [" "])]), "non-empty string"),
+        (
+            '{"objects": [{"tag": 1, "name": "a"}], "relations": [{"subject": 1, "object": 2, "predicates": "on"}]}',
+            "must be a list of strings",
+        ),
+        ('{"objects": [{"tag": 1, "name": "a"}, {"tag": 1, "name": "b"}], "relations": []}', "named twice"),
+        (answer_json({}), "names none"),
+    ],
+)
 def test_parse_answer_rejects_with_a_reason(text, reason):
     with pytest.raises(ValidationError) as error:
         parse_answer(text, [1, 2, 3])
@@ -269,11 +281,18 @@ def test_credentials_come_from_the_environment_only():
 
 def test_backoff_honours_retry_after_and_counts_attempts():
     with FakeOpenAI() as fake:
-        fake.push(error_reply(429, "slow down", {"Retry-After": "0"}), error_reply(500, "boom"),
-                  chat_reply(answer_json({1: "sofa", 2: "floor"}, [(1, 2, ["standing on"])])))
-        sleeps: List[float] = []
-        client = VisionClient(make_openai_client(fake.url, SECRET, 5.0), "gpt-4o",
-                              policy=RetryPolicy(retries=3, base_delay=10.0, max_delay=60.0), sleep=sleeps.append)
+        fake.push(
+            error_reply(429, "slow down", {"Retry-After": "0"}),
+            error_reply(500, "boom"),
+            chat_reply(answer_json({1: "sofa", 2: "floor"}, [(1, 2, ["standing on"])])),
+        )
+        sleeps: list[float] = []
+        client = VisionClient(
+            make_openai_client(fake.url, SECRET, 5.0),
+            "gpt-4o",
+            policy=RetryPolicy(retries=3, base_delay=10.0, max_delay=60.0),
+            sleep=sleeps.append,
+        )
         result = client.ask("The tags in this image are: 1, 2.", "data:image/png;base64,AA==", [1, 2])
     assert result.status == "ok" and result.attempts == 3 and len(fake.chat_requests) == 3
     assert sleeps[0] == 0.0  # Retry-After: 0 honoured
@@ -284,8 +303,12 @@ def test_backoff_honours_retry_after_and_counts_attempts():
 def test_slow_reply_times_out_and_is_retried():
     with FakeOpenAI() as fake:
         fake.push(chat_reply(answer_json({1: "late"}), delay=3.0), chat_reply(answer_json({1: "sofa"})))
-        client = VisionClient(make_openai_client(fake.url, SECRET, 1.0), "gpt-4o",
-                              policy=RetryPolicy(retries=1, base_delay=0.0), sleep=lambda _s: None)
+        client = VisionClient(
+            make_openai_client(fake.url, SECRET, 1.0),
+            "gpt-4o",
+            policy=RetryPolicy(retries=1, base_delay=0.0),
+            sleep=lambda _s: None,
+        )
         result = client.ask("The tags in this image are: 1.", "data:image/png;base64,AA==", [1])
     assert result.status == "ok" and result.attempts == 2 and result.answer.objects == {1: "sofa"}
     assert result.raw[0] == "the request timed out"
@@ -371,8 +394,10 @@ def test_dead_server_records_connection_errors(capture):
 
 
 def test_json_schema_rejection_falls_back_and_is_remembered(capture, server):
-    server.push(error_reply(400, "response_format json_schema is not supported", param="response_format"),
-                error_reply(400, "Invalid response_format type json_object"))
+    server.push(
+        error_reply(400, "response_format json_schema is not supported", param="response_format"),
+        error_reply(400, "Invalid response_format type json_object"),
+    )
     summary = run_relations(config(capture, server.url, concurrency=1), progress=False)
     assert summary["done"] == NUM_FRAMES and summary["response_mode"] == "plain"
     formats = [r.response_format for r in server.chat_requests]
@@ -402,7 +427,7 @@ def test_interrupted_run_resumes_with_the_rest(capture, server, monkeypatch):
     real_bar = relations_module._progress_bar
 
     def interrupt_after_two(enabled: bool, total: int, model: str):
-        done: List[str] = []
+        done: list[str] = []
 
         def advance(name: str) -> None:
             done.append(name)
@@ -425,7 +450,7 @@ def test_interrupted_run_resumes_with_the_rest(capture, server, monkeypatch):
 def test_server_failing_part_way_then_resume(capture):
     answered = {"n": 0}
 
-    def dies_after_two(request: Dict[str, Any]) -> Reply:
+    def dies_after_two(request: dict[str, Any]) -> Reply:
         answered["n"] += 1
         return echo_responder(request) if answered["n"] <= 2 else error_reply(503, "gone")
 
@@ -441,8 +466,9 @@ def test_server_failing_part_way_then_resume(capture):
 
 def test_redo_asks_again_by_stem_or_name(capture, server):
     run_relations(config(capture, server.url), progress=False)
-    summary = run_relations(config(capture, server.url, redo=("frame_00001", "./images/frame_00003.png")),
-                            progress=False)
+    summary = run_relations(
+        config(capture, server.url, redo=("frame_00001", "./images/frame_00003.png")), progress=False
+    )
     assert (summary["done"], summary["skipped"]) == (2, 2) and len(server.chat_requests) == NUM_FRAMES + 2
     with pytest.raises(UserError, match="frame_00042"):
         run_relations(config(capture, server.url, redo=("frame_00042",)), progress=False)
@@ -513,8 +539,18 @@ def test_dry_run_sends_nothing_and_needs_no_key(capture, server, monkeypatch):
 def test_unknown_model_cost_is_unknown(capture, server):
     summary = run_relations(config(capture, server.url, model="local-vlm", max_frames=1), progress=False)
     assert summary["cost"] is None and "unknown" in summary_text(summary)
-    priced = run_relations(config(capture, server.url, model="local-vlm", redo=(names_of(capture)[0],), max_frames=1,
-                                  price_input=1.0, price_output=2.0), progress=False)
+    priced = run_relations(
+        config(
+            capture,
+            server.url,
+            model="local-vlm",
+            redo=(names_of(capture)[0],),
+            max_frames=1,
+            price_input=1.0,
+            price_output=2.0,
+        ),
+        progress=False,
+    )
     assert priced["cost"] == pytest.approx((100 * 1.0 + 20 * 2.0) / 1e6)
 
 

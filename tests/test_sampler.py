@@ -1,7 +1,6 @@
 """Pairing rules of the pairwise pixel sampler (no nerfstudio objects)."""
 
 from dataclasses import dataclass
-from typing import List
 
 import pytest
 import torch
@@ -14,7 +13,7 @@ class FakeLabels:
     """Two 20x30 frames: frame 0 has masks 1 (left block) and 2 (right block) and relation 1 -> 2;
     frame 1 has one mask and no relation."""
 
-    segments: List[torch.Tensor]
+    segments: list[torch.Tensor]
     mask_offsets: torch.Tensor
     mask_boxes: torch.Tensor
     relation_frame: torch.Tensor

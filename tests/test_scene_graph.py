@@ -7,8 +7,9 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Dict
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -126,8 +127,13 @@ def test_to_json_writes_plain_python_numbers() -> None:
     graph = SceneGraph(
         nodes=[
             SceneNode(
-                np.int64(4), "lamp", [("lamp", np.float32(0.5))], tuple(np.float32([1, 2, 3])),
-                tuple(np.zeros(3)), tuple(np.ones(3) * 4), np.int32(7),
+                np.int64(4),
+                "lamp",
+                [("lamp", np.float32(0.5))],
+                tuple(np.float32([1, 2, 3])),
+                tuple(np.zeros(3)),
+                tuple(np.ones(3) * 4),
+                np.int32(7),
             )  # fmt: skip
         ],
         metadata={"n": np.int64(3), "scale": np.float32(0.5), "path": Path("/x"), "shape": np.zeros(2)},
@@ -139,7 +145,9 @@ def test_to_json_writes_plain_python_numbers() -> None:
     assert type(data["nodes"][0]["point_count"]) is int
 
 
-@pytest.mark.parametrize("graph", [SceneGraph(), three_node_graph(), random_graph(20, 40, seed=3)], ids=["empty", "3", "20"])
+@pytest.mark.parametrize(
+    "graph", [SceneGraph(), three_node_graph(), random_graph(20, 40, seed=3)], ids=["empty", "3", "20"]
+)
 def test_json_round_trip(graph: SceneGraph) -> None:
     again = round_trip(graph)
     assert again == graph
@@ -179,11 +187,11 @@ def test_to_networkx_matches_node_link_graph() -> None:
     assert sorted(direct.edges(data="predicate")) == sorted(reference.edges(data="predicate"))
 
 
-def _set(key: str, value: Any) -> Callable[[Dict[str, Any]], None]:
+def _set(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
     return lambda data: data.__setitem__(key, value)
 
 
-def _drop(key: str) -> Callable[[Dict[str, Any]], None]:
+def _drop(key: str) -> Callable[[dict[str, Any]], None]:
     return lambda data: data.pop(key)
 
 
@@ -324,7 +332,9 @@ def test_png_with_coincident_nodes(tmp_path: Path) -> None:
     stacked.links = [link(i + 1, i, "lying on", 0.9) for i in range(5)]
     draw_scene_graph(stacked, tmp_path / "stacked.png")
     assert_png(tmp_path / "stacked.png")
-    pair = SceneGraph(nodes=[node(0, "a", (0.0, 0.0, 0.0)), node(1, "b", (0.0, 0.0, 0.0))], links=[link(0, 1, "x", 0.5)])
+    pair = SceneGraph(
+        nodes=[node(0, "a", (0.0, 0.0, 0.0)), node(1, "b", (0.0, 0.0, 0.0))], links=[link(0, 1, "x", 0.5)]
+    )
     draw_scene_graph(pair, tmp_path / "pair.png")
     assert_png(tmp_path / "pair.png")
 

@@ -20,8 +20,18 @@ from relationfield.synth import LAYOUTS, SynthSummary, generate_capture
 
 FRAMES, WIDTH, HEIGHT = 24, 96, 72
 REQUIRED_PREDICATES = {
-    "standing on", "lying on", "hanging on", "attached to", "supported by", "inside", "close by",
-    "bigger than", "smaller than", "higher than", "lower than", "same as",
+    "standing on",
+    "lying on",
+    "hanging on",
+    "attached to",
+    "supported by",
+    "inside",
+    "close by",
+    "bigger than",
+    "smaller than",
+    "higher than",
+    "lower than",
+    "same as",
 }
 SUPPORT_PREDICATES = {"standing on", "lying on", "supported by"}
 WALL_PREDICATES = {"hanging on", "attached to"}
@@ -70,16 +80,23 @@ def test_public_api() -> None:
     assert LAYOUTS[0] == "living-room" and len(LAYOUTS) >= 2 and "office" in LAYOUTS
     assert dataclasses.is_dataclass(SynthSummary)
     assert [f.name for f in dataclasses.fields(SynthSummary)] == [
-        "output", "num_frames", "num_objects", "num_relationships", "seconds"]
+        "output",
+        "num_frames",
+        "num_objects",
+        "num_relationships",
+        "seconds",
+    ]
     summary = SynthSummary(Path("x"), 3, 10, 20, 1.0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         summary.num_frames = 4  # type: ignore[misc]
 
 
 def test_import_is_light() -> None:
-    code = ("import sys, relationfield.synth; "
-            "heavy = [m for m in ('torch', 'nerfstudio') if m in sys.modules]; "
-            "assert not heavy, heavy")
+    code = (
+        "import sys, relationfield.synth; "
+        "heavy = [m for m in ('torch', 'nerfstudio') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
 
 
@@ -118,8 +135,9 @@ def test_other_seeds_change_the_layout(graphs: dict) -> None:
     for layout in LAYOUTS:
         rooms = {json.dumps(graphs[(layout, s)]["meta"]["room"]) for s in range(5)}
         assert len(rooms) == 5
-        counts = {json.dumps(sorted(Counter(o["label"] for o in graphs[(layout, s)]["objects"]).items()))
-                  for s in range(5)}
+        counts = {
+            json.dumps(sorted(Counter(o["label"] for o in graphs[(layout, s)]["objects"]).items())) for s in range(5)
+        }
         assert len(counts) >= 2, "object counts should vary with the seed"
         for s in range(1, 5):
             a, b = graphs[(layout, 0)], graphs[(layout, s)]
@@ -301,7 +319,8 @@ def test_relations_agree_with_boxes(graphs: dict) -> None:
         for s, o in same:
             assert labels[s] == labels[o] and models[s] == models[o]
             assert np.allclose(boxes[s][1] - boxes[s][0], boxes[o][1] - boxes[o][0], atol=1e-6) or np.allclose(
-                (boxes[s][1] - boxes[s][0])[[1, 0, 2]], boxes[o][1] - boxes[o][0], atol=1e-6)
+                (boxes[s][1] - boxes[s][0])[[1, 0, 2]], boxes[o][1] - boxes[o][0], atol=1e-6
+            )
         close = get("close by", set())
         assert close == {(o, s) for s, o in close}
         assert not close & get("supported by", set())
@@ -329,7 +348,11 @@ def test_support_is_real_contact() -> None:
                 directions = np.tile([0.0, 0.0, -1.0], (len(origins), 1))
                 locations, _, _ = mesh.ray.intersects_location(origins, directions, multiple_hits=False)
                 assert len(locations) and np.max(locations[:, 2]) >= subject.aabb.min[2] - 0.03, (
-                    layout, seed, subject.label, support.label)
+                    layout,
+                    seed,
+                    subject.label,
+                    support.label,
+                )
 
 
 def test_required_relations_mean_what_they_say(graphs: dict) -> None:
@@ -338,11 +361,21 @@ def test_required_relations_mean_what_they_say(graphs: dict) -> None:
         graph = graphs[("living-room", seed)]
         labels = {o["id"]: o["label"] for o in graph["objects"]}
         named = {(labels[s], labels[o], p) for s, o, p in graph["relationships"]}
-        for triple in [("pillow", "sofa", "lying on"), ("picture", "wall", "hanging on"),
-                       ("shelf", "wall", "attached to"), ("book", "shelf", "inside"), ("book", "shelf", "standing on"),
-                       ("cup", "table", "standing on"), ("lamp", "table", "standing on"), ("book", "table", "lying on"),
-                       ("chair", "floor", "standing on"), ("chair", "chair", "same as"), ("chair", "table", "close by"),
-                       ("picture", "sofa", "higher than"), ("sofa", "pillow", "bigger than")]:
+        for triple in [
+            ("pillow", "sofa", "lying on"),
+            ("picture", "wall", "hanging on"),
+            ("shelf", "wall", "attached to"),
+            ("book", "shelf", "inside"),
+            ("book", "shelf", "standing on"),
+            ("cup", "table", "standing on"),
+            ("lamp", "table", "standing on"),
+            ("book", "table", "lying on"),
+            ("chair", "floor", "standing on"),
+            ("chair", "chair", "same as"),
+            ("chair", "table", "close by"),
+            ("picture", "sofa", "higher than"),
+            ("sofa", "pillow", "bigger than"),
+        ]:
             assert triple in named, (seed, triple)
 
 

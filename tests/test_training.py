@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import LEARN_STEPS, lite_config
 
 from relationfield.errors import StaleLabelsError, UserError
-
-from conftest import LEARN_STEPS, lite_config
 
 
 def test_methods_are_registered_with_nerfstudio():
@@ -56,7 +55,9 @@ def test_train_batch_carries_pairs_and_targets(synth_capture, labels_dir, tmp_pa
     assert (batch["indices"][:, 0] == batch["indices"][batch["partner"], 0]).all()
     assert batch["from_relation"].any() and (batch["relation_id"] >= 0).any()
     assert batch["semantic_target"].shape == (255, pipeline.model.label_spec.semantic_dim)
-    losses = pipeline.model.get_loss_dict(pipeline.model(ray_bundle), batch, pipeline.model.get_metrics_dict(pipeline.model(ray_bundle), batch))
+    losses = pipeline.model.get_loss_dict(
+        pipeline.model(ray_bundle), batch, pipeline.model.get_metrics_dict(pipeline.model(ray_bundle), batch)
+    )
     assert {"rgb_loss", "semantic_loss", "instance_loss", "relation_loss", "depth_loss"} <= set(losses)
 
 
@@ -130,7 +131,9 @@ def test_save_load_render_round_trip(trained_run, tmp_path):
     # the trained field reproduces training views far better than an untrained one of the same config
     import yaml
 
-    untrained = yaml.load(trained_run.read_text(), Loader=yaml.Loader).pipeline.setup(device="cpu", test_mode="inference")
+    untrained = yaml.load(trained_run.read_text(), Loader=yaml.Loader).pipeline.setup(
+        device="cpu", test_mode="inference"
+    )
     untrained.eval()
     dataset = first.datamanager.train_dataset
 
@@ -149,8 +152,8 @@ def test_save_load_render_round_trip(trained_run, tmp_path):
 
 @pytest.mark.slow
 def test_resume_keeps_the_label_store(trained_run):
-    from nerfstudio.configs.base_config import InstantiateConfig  # noqa: F401  (nerfstudio import order)
     import yaml
+    from nerfstudio.configs.base_config import InstantiateConfig  # noqa: F401  (nerfstudio import order)
 
     config = yaml.load(trained_run.read_text(), Loader=yaml.Loader)
     config.load_dir = trained_run.parent / "nerfstudio_models"
@@ -169,9 +172,21 @@ def test_stock_nerfacto_trains_on_a_synth_capture(synth_capture, tmp_path):
     """The synth contract is plain nerfstudio data, and with the plugin installed nerfacto starts offline."""
     ns_train = Path(sys.executable).with_name("ns-train")
     command = [
-        str(ns_train), "nerfacto", "--machine.device-type", "cpu", "--max-num-iterations", "3",
-        "--vis", "tensorboard", "--output-dir", str(tmp_path), "--pipeline.datamanager.train-num-rays-per-batch", "256",
-        "nerfstudio-data", "--data", str(synth_capture),
+        str(ns_train),
+        "nerfacto",
+        "--machine.device-type",
+        "cpu",
+        "--max-num-iterations",
+        "3",
+        "--vis",
+        "tensorboard",
+        "--output-dir",
+        str(tmp_path),
+        "--pipeline.datamanager.train-num-rays-per-batch",
+        "256",
+        "nerfstudio-data",
+        "--data",
+        str(synth_capture),
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

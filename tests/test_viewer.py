@@ -19,9 +19,10 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Dict, Iterator, List, NamedTuple, Set, Tuple
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -69,7 +70,7 @@ def controls(pipeline, trained_run, tmp_path) -> RelationViewerControls:
     return pipeline.model.viewer_controls
 
 
-def ground_truth(capture: Path) -> Tuple[Dict[int, str], List[Tuple[int, int, str]]]:
+def ground_truth(capture: Path) -> tuple[dict[int, str], list[tuple[int, int, str]]]:
     data = json.loads((capture / "ground_truth" / "scene_graph.json").read_text())
     labels = {int(o["id"]): o["label"] for o in data["objects"]}
     return labels, [(int(s), int(o), p) for s, o, p in data["relationships"]]
@@ -83,9 +84,9 @@ def instance_map(capture: Path, image_filename: Path) -> np.ndarray:
 class RelationCase(NamedTuple):
     """A ground-truth relation: ``subjects`` are ``RELATION`` the ``reference``; click it in ``click_view``."""
 
-    labels: Dict[int, str]
+    labels: dict[int, str]
     reference: int
-    subjects: Set[int]
+    subjects: set[int]
     click_view: int
 
 
@@ -102,7 +103,7 @@ def relation_case(pipeline, capture: Path) -> RelationCase:
     return RelationCase(labels, reference, subjects, int(np.argmax(visible)))
 
 
-def click_ray(pipeline, capture: Path, view: int, object_id: int) -> Tuple[Tensor, Tensor]:
+def click_ray(pipeline, capture: Path, view: int, object_id: int) -> tuple[Tensor, Tensor]:
     """The camera ray through the pixel of ``object_id`` deepest inside its mask in a training view."""
     from scipy import ndimage
 
@@ -131,7 +132,7 @@ def inside_box(world: np.ndarray, capture: Path, object_id: int, margin: float) 
     return ((world >= low) & (world <= high)).all(-1)
 
 
-def assert_float_rgb(outputs: Dict[str, Tensor], names, height: int, width: int) -> None:
+def assert_float_rgb(outputs: dict[str, Tensor], names, height: int, width: int) -> None:
     for name in names:
         image = outputs[name]
         assert image.shape == (height, width, 3) and image.dtype == torch.float32, name
@@ -216,8 +217,8 @@ def test_clicking_the_floor_and_asking_what_stands_on_it(controls, pipeline, syn
 
     # mean relevancy over each object's pixels in every 4th training view (rendered at half resolution)
     dataset = pipeline.datamanager.train_dataset
-    sums: Dict[int, float] = {}
-    counts: Dict[int, int] = {}
+    sums: dict[int, float] = {}
+    counts: dict[int, int] = {}
     for view in range(0, len(dataset), RELEVANCY_VIEW_STEP):
         camera, bundle, outputs = render_view(pipeline, view, 0.5)
         assert_float_rgb(outputs, ["relation_relevancy", "relation_composited"], int(camera.height), int(camera.width))
@@ -251,9 +252,7 @@ def test_a_viewer_click_is_converted_from_viser_units(controls, pipeline, synth_
     origin, direction = click_ray(pipeline, synth_capture, case.click_view, case.reference)
     server = viser.ViserServer(host="127.0.0.1", port=free_port(), verbose=False)
     try:
-        viewer = SimpleNamespace(
-            pipeline=pipeline, viser_server=server, train_lock=threading.Lock(), log_filename=None
-        )
+        viewer = SimpleNamespace(pipeline=pipeline, viser_server=server, train_lock=threading.Lock(), log_filename=None)
         controls.viewer_hook._setup(viewer)  # what nerfstudio's Viewer does with every ViewerControl
         controls.start_pick()
         callback = server.scene._scene_pointer_cb
@@ -332,7 +331,7 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float) -> None:
     raise AssertionError(f"nothing listened on 127.0.0.1:{port} within {timeout} s")
 
 
-NETWORK_GUARD = '''
+NETWORK_GUARD = """
 import ipaddress, socket
 _connect = socket.socket.connect
 def _guarded(self, address):
@@ -348,16 +347,16 @@ def _guarded(self, address):
             raise ConnectionRefusedError("no network in tests")
     return _connect(self, address)
 socket.socket.connect = _guarded
-'''
+"""
 
 
 class Processes:
     """Subprocesses started by a test, each in its own process group, all ended in the finalizer."""
 
     def __init__(self) -> None:
-        self.started: List[subprocess.Popen] = []
+        self.started: list[subprocess.Popen] = []
 
-    def start(self, command: List[str], log: Path, env: Dict[str, str]) -> subprocess.Popen:
+    def start(self, command: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
         handle = open(log, "wb")
         process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         handle.close()
@@ -383,7 +382,7 @@ def processes() -> Iterator[Processes]:
     started.stop_all()
 
 
-def chromium_command(user_data: Path, url: str) -> List[str]:
+def chromium_command(user_data: Path, url: str) -> list[str]:
     return [
         str(CHROMIUM),
         "--headless",
@@ -427,11 +426,15 @@ def page_text(user_data: Path, url: str, labels, timeout: float) -> str:
         request = 0
         while time.monotonic() < deadline:
             request += 1
-            connection.send(json.dumps({
-                "id": request,
-                "method": "Runtime.evaluate",
-                "params": {"expression": "document.body ? document.body.innerText : ''", "returnByValue": True},
-            }))
+            connection.send(
+                json.dumps(
+                    {
+                        "id": request,
+                        "method": "Runtime.evaluate",
+                        "params": {"expression": "document.body ? document.body.innerText : ''", "returnByValue": True},
+                    }
+                )
+            )
             while True:
                 reply = json.loads(connection.recv(timeout=30))
                 if reply.get("id") == request:
@@ -451,13 +454,23 @@ def test_ns_viewer_shows_the_panel_in_a_browser(trained_run, processes, tmp_path
     guard_dir.mkdir()
     attempts = tmp_path / "network_attempts.txt"
     (guard_dir / "sitecustomize.py").write_text(NETWORK_GUARD.replace("{log!r}", repr(str(attempts))))
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=os.pathsep.join(
-        [str(guard_dir), *filter(None, [os.environ.get("PYTHONPATH")])]
-    ))
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        PYTHONPATH=os.pathsep.join([str(guard_dir), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    )
     port = free_port()
     viewer = processes.start(
-        [str(ns_viewer if ns_viewer.is_file() else shutil.which("ns-viewer")), "--load-config", str(trained_run),
-         "--viewer.websocket-host", "127.0.0.1", "--viewer.websocket-port", str(port)],
+        [
+            str(ns_viewer if ns_viewer.is_file() else shutil.which("ns-viewer")),
+            "--load-config",
+            str(trained_run),
+            "--viewer.websocket-host",
+            "127.0.0.1",
+            "--viewer.websocket-port",
+            str(port),
+        ],
         tmp_path / "ns-viewer.log",
         env,
     )

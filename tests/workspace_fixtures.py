@@ -8,9 +8,9 @@ ground-truth instance maps and ``relations/<stem>.json`` from the scene graph, f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -42,16 +42,14 @@ class GroundTruthWorkspace:
     """
 
     workspace: Path
-    names: List[str]
-    object_ids: Dict[str, List[int]] = field(default_factory=dict)
-    relations: Dict[str, List[Tuple[int, int, Tuple[str, ...]]]] = field(default_factory=dict)
-    failed: List[str] = field(default_factory=list)
-    unasked: List[str] = field(default_factory=list)
+    names: list[str]
+    object_ids: dict[str, list[int]] = field(default_factory=dict)
+    relations: dict[str, list[tuple[int, int, tuple[str, ...]]]] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
+    unasked: list[str] = field(default_factory=list)
 
 
-def ground_truth_segments(
-    capture: Path, name: str, min_pixels: int = MIN_MASK_PIXELS
-) -> Tuple[np.ndarray, List[int]]:
+def ground_truth_segments(capture: Path, name: str, min_pixels: int = MIN_MASK_PIXELS) -> tuple[np.ndarray, list[int]]:
     """``(segments, object ids)``: the instance map of ``name`` with compact local ids ``1..n``.
 
     Objects covering fewer than ``min_pixels`` pixels are left out (their pixels are 0).
@@ -68,11 +66,11 @@ def ground_truth_segments(
 
 def write_workspace_from_ground_truth(
     capture: Path,
-    workspace: Optional[Path] = None,
+    workspace: Path | None = None,
     *,
     failed: Sequence[int] = (),
     unasked: Sequence[int] = (),
-    frames: Optional[Sequence[int]] = None,
+    frames: Sequence[int] | None = None,
     record_masks_hash: bool = True,
 ) -> GroundTruthWorkspace:
     """Write ``masks/`` and ``relations/`` of a synthetic capture from its ground truth.
@@ -123,9 +121,9 @@ def write_workspace_from_ground_truth(
             "attempts": 1,
             "usage": {"prompt_tokens": 0, "completion_tokens": 0},
             "objects": {} if is_failed else {str(local[i]): truth.labels[i] for i in object_ids},
-            "relations": [] if is_failed else [
-                {"subject": s, "object": o, "predicates": list(p)} for s, o, p in relations
-            ],
+            "relations": []
+            if is_failed
+            else [{"subject": s, "object": o, "predicates": list(p)} for s, o, p in relations],
             "raw": ["not json"] if is_failed else [],
         }
         if record_masks_hash:

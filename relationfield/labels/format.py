@@ -113,8 +113,7 @@ def frame_file_hashes(data_dir: Path, frame_names: Sequence[str]) -> list[str]:
     missing = [name for name in frame_names if not (data_dir / name).is_file()]
     if missing:
         raise UserError(
-            f"{len(missing)} image(s) listed for labelling do not exist under {data_dir}: "
-            f"{preview_names(missing)}"
+            f"{len(missing)} image(s) listed for labelling do not exist under {data_dir}: {preview_names(missing)}"
         )
     return [file_sha256(data_dir / name) for name in frame_names]
 

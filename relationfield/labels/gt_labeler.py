@@ -29,6 +29,7 @@ from relationfield.encoders import OFFLINE_TEXT_ENCODER, load_text_encoder
 from relationfield.errors import UserError
 from relationfield.labels.format import NONE_PREDICATE, default_labels_dir, normalize_frame_name
 from relationfield.labels.writer import LabelWriter
+from relationfield.progress import new_progress
 
 logger = logging.getLogger(__name__)
 
@@ -238,10 +239,8 @@ def label_from_ground_truth(
         table[NONE_PREDICATE],
     )
 
-    from rich.progress import Progress
-
     unknown_ids: set[int] = set()
-    with Progress(disable=not progress, transient=True) as bar:
+    with new_progress(progress, transient=True) as bar:
         task = bar.add_task("Labelling frames from ground truth", total=len(names))
         for index, (name, instance_path) in enumerate(zip(names, instance_paths)):
             instance_map = read_instance_map(instance_path)

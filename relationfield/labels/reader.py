@@ -344,7 +344,7 @@ def read_manifest(labels_dir: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise UserError(f"Cannot read the label manifest {path}: {error}. {_HOW_TO_MAKE}") from error
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        raise UserError(f"{path} is not a relationfield label manifest (no \"format\": \"{FORMAT_NAME}\").")
+        raise UserError(f'{path} is not a relationfield label manifest (no "format": "{FORMAT_NAME}").')
     version = manifest.get("version")
     if version != FORMAT_VERSION:
         raise UserError(

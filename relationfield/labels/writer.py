@@ -194,9 +194,7 @@ class LabelWriter:
             )
         none_vector = _as_float_array(none_embedding, "none embedding").reshape(-1)
         if none_vector.shape[0] != self.relation_dim:
-            raise ValueError(
-                f"none embedding has dimension {none_vector.shape[0]}, expected {self.relation_dim}"
-            )
+            raise ValueError(f"none embedding has dimension {none_vector.shape[0]}, expected {self.relation_dim}")
         order = sorted(range(len(texts)), key=texts.__getitem__)
         self._predicates = [texts[i] for i in order]
         self._predicate_index = {text: i for i, text in enumerate(self._predicates)}
@@ -237,9 +235,7 @@ class LabelWriter:
 
         embeddings = _as_float_array(mask_embeddings, "mask embeddings")
         if embeddings.ndim != 2 or (embeddings.shape[1] != self.semantic_dim and len(embeddings)):
-            raise ValueError(
-                f"mask embeddings must have shape [n, {self.semantic_dim}], got {embeddings.shape}"
-            )
+            raise ValueError(f"mask embeddings must have shape [n, {self.semantic_dim}], got {embeddings.shape}")
         num_masks = embeddings.shape[0]
         embeddings = embeddings.reshape(num_masks, self.semantic_dim)
         if num_masks > MAX_MASKS_PER_FRAME:
@@ -249,9 +245,7 @@ class LabelWriter:
         if segment_map.ndim != 2 or not np.issubdtype(segment_map.dtype, np.integer):
             raise ValueError(f"segments must be a 2D integer array, got {segment_map.dtype} {segment_map.shape}")
         if segment_map.size and (segment_map.min() < 0 or segment_map.max() > num_masks):
-            raise ValueError(
-                f"segments of {name} hold ids outside 0..{num_masks} (the number of mask embeddings)"
-            )
+            raise ValueError(f"segments of {name} hold ids outside 0..{num_masks} (the number of mask embeddings)")
         segment_map = segment_map.astype(np.uint8 if num_masks <= 255 else np.uint16)
 
         labels = [""] * num_masks if mask_labels is None else [str(label) for label in mask_labels]

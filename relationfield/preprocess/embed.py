@@ -44,10 +44,9 @@ import json
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Dict, List, Literal, Optional, Tuple
+from typing import Any, Literal
 
 import numpy as np
 
@@ -83,6 +82,7 @@ from relationfield.preprocess.workspace import (
     read_json,
     relations_path,
 )
+from relationfield.progress import item_progress
 
 logger = logging.getLogger(__name__)
 
@@ -91,10 +91,10 @@ CropBackground = Literal["grey", "blur"]
 
 #: Workspace folder of the per-frame CLIP embedding cache.
 EMBEDDINGS_DIR = "embeddings"
-DEFAULT_CROP_SCALES: Tuple[float, ...] = (1.0, 1.5, 2.0)
+DEFAULT_CROP_SCALES: tuple[float, ...] = (1.0, 1.5, 2.0)
 DEFAULT_CROP_MARGIN = 0.15
 #: Colour outside the mask in a crop: CLIP's mean pixel, which its normalisation maps to about zero.
-CROP_GREY: Tuple[int, int, int] = (122, 116, 104)
+CROP_GREY: tuple[int, int, int] = (122, 116, 104)
 #: Gaussian blur radius of the ``blur`` background, as a fraction of the image's longer side.
 BLUR_RADIUS_FRACTION = 0.03
 _CACHE_VERSION = 1
@@ -117,15 +117,15 @@ class EmbedConfig:
     semantic_source: SemanticSource = "clip"
     """Mask embeddings from CLIP image crops ('clip'), or from the vision model's object names embedded
     with the text encoder ('text'; unnamed masks are dropped)."""
-    labels_dir: Optional[Path] = None
+    labels_dir: Path | None = None
     """Where to write the label store (default: DATA/relationfield)."""
-    workspace: Optional[Path] = None
+    workspace: Path | None = None
     """Preprocessing workspace holding masks/ and relations/ (default: DATA/relationfield_work)."""
-    device: Optional[str] = None
+    device: str | None = None
     """Torch device of the encoders (default: cuda when available, else cpu)."""
     batch_size: int = 64
     """Mask crops per CLIP forward pass."""
-    crop_scales: Tuple[float, ...] = DEFAULT_CROP_SCALES
+    crop_scales: tuple[float, ...] = DEFAULT_CROP_SCALES
     """Crop sizes relative to the mask's padded bounding box; the crops' embeddings are averaged."""
     crop_margin: float = DEFAULT_CROP_MARGIN
     """Margin added on each side of a mask's bounding box, as a fraction of its longer side."""
@@ -147,9 +147,9 @@ class FrameRelations:
     """
 
     status: str
-    objects: Dict[int, str] = field(default_factory=dict)
-    relations: List[Tuple[int, int, Tuple[str, ...]]] = field(default_factory=list)
-    problems: List[str] = field(default_factory=list)
+    objects: dict[int, str] = field(default_factory=dict)
+    relations: list[tuple[int, int, tuple[str, ...]]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,7 @@ def validate_config(config: EmbedConfig) -> None:
             raise UserError(message)
 
 
-def read_masks_file(path: Path) -> Tuple[str, str, np.ndarray, int]:
+def read_masks_file(path: Path) -> tuple[str, str, np.ndarray, int]:
     """``(name, image_hash, segments, number of masks)`` of a masks file.
 
     The number of masks is the length of ``scores`` (the highest segment id when it is absent).
@@ -231,7 +231,7 @@ def read_masks_file(path: Path) -> Tuple[str, str, np.ndarray, int]:
     return name, image_hash, segments, num_masks
 
 
-def _as_tag(value: Any) -> Optional[int]:
+def _as_tag(value: Any) -> int | None:
     """A mask tag given as an int or a digit string, else ``None``."""
     if isinstance(value, bool):
         return None
@@ -242,20 +242,20 @@ def _as_tag(value: Any) -> Optional[int]:
     return None
 
 
-def _predicate_list(value: Any) -> List[str]:
+def _predicate_list(value: Any) -> list[str]:
     """The normalised predicates of a relation entry (``none`` and empty ones removed)."""
     items = [value] if isinstance(value, str) else value if isinstance(value, (list, tuple)) else []
     texts = [normalize_text(item) for item in items if isinstance(item, str)]
     return list(dict.fromkeys(text for text in texts if text and text != NONE_PREDICATE))
 
 
-def _parse_objects(objects: Any, num_masks: int, problems: List[str]) -> Dict[int, str]:
+def _parse_objects(objects: Any, num_masks: int, problems: list[str]) -> dict[int, str]:
     """Tag -> name of a relations file's ``objects`` (bad entries go to ``problems``)."""
     if not isinstance(objects, Mapping):
         if objects not in (None, {}):
             problems.append("'objects' is not a mapping")
         return {}
-    names: Dict[int, str] = {}
+    names: dict[int, str] = {}
     for key, value in objects.items():
         tag = _as_tag(key)
         if tag is None or not 1 <= tag <= num_masks:
@@ -266,14 +266,14 @@ def _parse_objects(objects: Any, num_masks: int, problems: List[str]) -> Dict[in
 
 
 def _parse_relation_entries(
-    entries: Any, num_masks: int, problems: List[str]
-) -> List[Tuple[int, int, Tuple[str, ...]]]:
+    entries: Any, num_masks: int, problems: list[str]
+) -> list[tuple[int, int, tuple[str, ...]]]:
     """The valid relations of a relations file's ``relations`` (duplicates merged)."""
     if not isinstance(entries, list):
         if entries is not None:
             problems.append("'relations' is not a list")
         return []
-    merged: Dict[Tuple[int, int], List[str]] = {}
+    merged: dict[tuple[int, int], list[str]] = {}
     for entry in entries:
         if not isinstance(entry, Mapping):
             problems.append(f"relation {entry!r} is not an object")
@@ -303,7 +303,7 @@ def parse_relations(record: Mapping[str, Any], num_masks: int) -> FrameRelations
     """
     if record.get("status") != "ok":
         return FrameRelations(status="failed")
-    problems: List[str] = []
+    problems: list[str] = []
     objects = _parse_objects(record.get("objects"), num_masks, problems)
     relations = _parse_relation_entries(record.get("relations"), num_masks, problems)
     return FrameRelations(status="ok", objects=objects, relations=relations, problems=problems)
@@ -312,7 +312,7 @@ def parse_relations(record: Mapping[str, Any], num_masks: int) -> FrameRelations
 # ---------------------------------------------------------------------------------------- crops
 
 
-def crop_backdrop(image: np.ndarray, background: str) -> Optional[np.ndarray]:
+def crop_backdrop(image: np.ndarray, background: str) -> np.ndarray | None:
     """The pixels shown outside masks: the blurred image for ``blur``, ``None`` (flat grey) otherwise."""
     if background != "blur":
         return None
@@ -331,7 +331,7 @@ def square_mask_crop(
     size: int,
     scale: float = 1.0,
     margin: float = DEFAULT_CROP_MARGIN,
-    backdrop: Optional[np.ndarray] = None,
+    backdrop: np.ndarray | None = None,
 ) -> np.ndarray:
     """One ``uint8 [size, size, 3]`` crop of mask ``mask_id``.
 
@@ -378,9 +378,9 @@ def mask_crops(
     scales: Sequence[float] = DEFAULT_CROP_SCALES,
     margin: float = DEFAULT_CROP_MARGIN,
     background: str = "grey",
-    boxes: Optional[np.ndarray] = None,
-    backdrop: Optional[np.ndarray] = None,
-) -> List[np.ndarray]:
+    boxes: np.ndarray | None = None,
+    backdrop: np.ndarray | None = None,
+) -> list[np.ndarray]:
     """Square crops of the masks ``mask_ids``: for each mask, one crop per scale (mask-major order).
 
     Args:
@@ -399,8 +399,9 @@ def mask_crops(
     if backdrop is None:
         backdrop = crop_backdrop(image, background)
     return [
-        square_mask_crop(image, segments, int(k), boxes[int(k) - 1], size=size, scale=float(s), margin=margin,
-                         backdrop=backdrop)
+        square_mask_crop(
+            image, segments, int(k), boxes[int(k) - 1], size=size, scale=float(s), margin=margin, backdrop=backdrop
+        )
         for k in mask_ids
         for s in scales
     ]
@@ -429,11 +430,12 @@ def embed_masks(
     boxes = mask_boxes(segments, num_masks)
     backdrop = crop_backdrop(image, background)
     per_batch = max(1, batch_size // len(scales))
-    rows: List[np.ndarray] = []
+    rows: list[np.ndarray] = []
     for start in range(1, num_masks + 1, per_batch):
         ids = list(range(start, min(num_masks, start + per_batch - 1) + 1))
-        crops = mask_crops(image, segments, ids, size=encoder.image_size, scales=scales, margin=margin,
-                           boxes=boxes, backdrop=backdrop)
+        crops = mask_crops(
+            image, segments, ids, size=encoder.image_size, scales=scales, margin=margin, boxes=boxes, backdrop=backdrop
+        )
         features = encoder.encode_images(crops).numpy().astype(np.float32)
         rows.append(features.reshape(len(ids), len(scales), -1).mean(axis=1))
     mean = np.concatenate(rows)
@@ -443,8 +445,9 @@ def embed_masks(
 # ------------------------------------------------------------------------------------- the scan
 
 
-def _scan_relations(workspace: Path, name: str, image_hash: str, masks_hash: str, num_masks: int,
-                    stale: List[str]) -> FrameRelations:
+def _scan_relations(
+    workspace: Path, name: str, image_hash: str, masks_hash: str, num_masks: int, stale: list[str]
+) -> FrameRelations:
     """The relations file of a frame, or a record of why it contributes nothing (stale -> ``stale``)."""
     path = relations_path(workspace, name)
     if not path.is_file():
@@ -463,15 +466,15 @@ def _scan_relations(workspace: Path, name: str, image_hash: str, masks_hash: str
     return parse_relations(record, num_masks)
 
 
-def _scan_workspace(data_dir: Path, workspace: Path, summary: Dict[str, Any]) -> List[_FramePlan]:
+def _scan_workspace(data_dir: Path, workspace: Path, summary: dict[str, Any]) -> list[_FramePlan]:
     """The frames to label (every capture frame with a masks file), after the staleness checks.
 
     Raises:
         UserError: no masks at all, a missing image, unreadable files, or stale masks / relations.
     """
-    plans: List[_FramePlan] = []
-    stale_masks: List[str] = []
-    stale_relations: List[str] = []
+    plans: list[_FramePlan] = []
+    stale_masks: list[str] = []
+    stale_relations: list[str] = []
     frames = capture_frames(data_dir)
     summary["frames"] = len(frames)
     for frame in frames:
@@ -493,8 +496,12 @@ def _scan_workspace(data_dir: Path, workspace: Path, summary: Dict[str, Any]) ->
         digest = segments_hash(segments)
         relations = _scan_relations(workspace, name, image_hash, digest, num_masks, stale_relations)
         if relations.problems:
-            logger.warning("Skipped %d entries of %s: %s", len(relations.problems), relations_path(workspace, name),
-                           "; ".join(relations.problems[:5]))
+            logger.warning(
+                "Skipped %d entries of %s: %s",
+                len(relations.problems),
+                relations_path(workspace, name),
+                "; ".join(relations.problems[:5]),
+            )
         plans.append(_FramePlan(name, image_hash, digest, num_masks, relations))
     if not plans and not stale_masks:
         raise UserError(
@@ -552,7 +559,7 @@ def _cache_key(plan: _FramePlan, encoder_name: str, config: EmbedConfig) -> str:
     )
 
 
-def _read_cache(path: Path, key: str, shape: Tuple[int, int]) -> Optional[np.ndarray]:
+def _read_cache(path: Path, key: str, shape: tuple[int, int]) -> np.ndarray | None:
     """Cached embeddings of ``shape`` under ``key``, or ``None`` (absent, other key, unreadable)."""
     if not path.is_file():
         return None
@@ -567,8 +574,13 @@ def _read_cache(path: Path, key: str, shape: Tuple[int, int]) -> Optional[np.nda
 
 
 def _clip_embeddings(
-    plan: _FramePlan, image: np.ndarray, segments: np.ndarray, encoder: ImageEncoder, config: EmbedConfig,
-    workspace: Path, summary: Dict[str, Any],
+    plan: _FramePlan,
+    image: np.ndarray,
+    segments: np.ndarray,
+    encoder: ImageEncoder,
+    config: EmbedConfig,
+    workspace: Path,
+    summary: dict[str, Any],
 ) -> np.ndarray:
     """A frame's CLIP mask embeddings, from the cache when it is current."""
     path = embeddings_path(workspace, plan.name)
@@ -579,16 +591,24 @@ def _clip_embeddings(
             summary["cached"] += 1
             return cached
     embeddings = embed_masks(
-        encoder, image, segments, plan.num_masks, scales=config.crop_scales, margin=config.crop_margin,
-        background=config.crop_background, batch_size=config.batch_size,
+        encoder,
+        image,
+        segments,
+        plan.num_masks,
+        scales=config.crop_scales,
+        margin=config.crop_margin,
+        background=config.crop_background,
+        batch_size=config.batch_size,
     )
     save_npz_atomic(path, {"key": np.array(key), "embeddings": embeddings})
     return embeddings
 
 
 def _keep_named(
-    segments: np.ndarray, labels: List[str], relations: List[Tuple[int, int, Tuple[str, ...]]],
-) -> Tuple[np.ndarray, List[str], List[Tuple[int, int, Tuple[str, ...]]]]:
+    segments: np.ndarray,
+    labels: list[str],
+    relations: list[tuple[int, int, tuple[str, ...]]],
+) -> tuple[np.ndarray, list[str], list[tuple[int, int, tuple[str, ...]]]]:
     """Drop unnamed masks: their pixels become 0, the others get compact ids, relations follow."""
     kept = [k for k, label in enumerate(labels, start=1) if label]
     lut = np.zeros(len(labels) + 1, dtype=np.int64)
@@ -597,7 +617,7 @@ def _keep_named(
     return lut[segments], [labels[k - 1] for k in kept], remapped
 
 
-def _frame_image(data_dir: Path, plan: _FramePlan, segments: np.ndarray, need_pixels: bool) -> Optional[np.ndarray]:
+def _frame_image(data_dir: Path, plan: _FramePlan, segments: np.ndarray, need_pixels: bool) -> np.ndarray | None:
     """The frame's image (only when ``need_pixels``); checks that it has the segment map's size."""
     path = data_dir / plan.name
     if need_pixels:
@@ -620,18 +640,7 @@ def _frame_image(data_dir: Path, plan: _FramePlan, segments: np.ndarray, need_pi
     return image
 
 
-def _progress_bar(enabled: bool, total: int) -> Tuple[ContextManager[Any], Callable[[str], None]]:
-    """A rich progress bar (or nothing) and a function advancing it by one frame."""
-    if not enabled:
-        return nullcontext(), lambda _name: None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    task = bar.add_task("Embedding", total=total)
-    return bar, lambda name: bar.update(task, advance=1, description=f"Embedding {name}")
-
-
-def _encode_table(encoder: TextEncoder, texts: Sequence[str]) -> Dict[str, np.ndarray]:
+def _encode_table(encoder: TextEncoder, texts: Sequence[str]) -> dict[str, np.ndarray]:
     """Text -> float32 embedding, each distinct text encoded once."""
     unique = list(dict.fromkeys(texts))
     if not unique:
@@ -639,23 +648,35 @@ def _encode_table(encoder: TextEncoder, texts: Sequence[str]) -> Dict[str, np.nd
     return dict(zip(unique, encoder.encode(unique).numpy().astype(np.float32)))
 
 
-def _new_summary(workspace: Path, labels_dir: Path) -> Dict[str, Any]:
+def _new_summary(workspace: Path, labels_dir: Path) -> dict[str, Any]:
     """The summary's counters, all zero."""
-    keys = ("frames", "labelled", "empty", "masks", "unnamed_masks", "relations", "skipped_entries",
-            "predicates", "cached", "relations_ok", "relations_failed", "relations_missing")
-    summary: Dict[str, Any] = {key: 0 for key in keys}
+    keys = (
+        "frames",
+        "labelled",
+        "empty",
+        "masks",
+        "unnamed_masks",
+        "relations",
+        "skipped_entries",
+        "predicates",
+        "cached",
+        "relations_ok",
+        "relations_failed",
+        "relations_missing",
+    )
+    summary: dict[str, Any] = {key: 0 for key in keys}
     summary.update(workspace=str(workspace), labels_dir=str(labels_dir))
     return summary
 
 
-def _iter_frames(plans: Sequence[_FramePlan], workspace: Path) -> Iterator[Tuple[_FramePlan, np.ndarray]]:
+def _iter_frames(plans: Sequence[_FramePlan], workspace: Path) -> Iterator[tuple[_FramePlan, np.ndarray]]:
     """Each plan with its segment map (read again: the scan does not keep them in memory)."""
     for plan in plans:
         _, _, segments, _ = read_masks_file(masks_path(workspace, plan.name))
         yield plan, segments
 
 
-def run_embed(config: EmbedConfig, progress: bool = True) -> Dict[str, Any]:
+def run_embed(config: EmbedConfig, progress: bool = True) -> dict[str, Any]:
     """Write the label store of ``config.data`` from its preprocessing workspace (see the module docstring).
 
     Args:
@@ -690,12 +711,11 @@ def run_embed(config: EmbedConfig, progress: bool = True) -> Dict[str, Any]:
 
     device = config.device or default_device()
     text_encoder = load_text_encoder(config.text_encoder, device)
-    image_encoder: Optional[ImageEncoder] = None
+    image_encoder: ImageEncoder | None = None
     if config.semantic_source == "clip":
         image_encoder = load_image_encoder(clip_encoder_name(config.clip_model, config.clip_pretrained), device)
     writer = _open_writer(config, labels_dir, workspace, plans, text_encoder, image_encoder, summary)
-    labelled = _write_frames(config, data_dir, workspace, plans, writer, text_encoder, image_encoder, summary,
-                             progress)
+    labelled = _write_frames(config, data_dir, workspace, plans, writer, text_encoder, image_encoder, summary, progress)
     writer.finalize(data_dir, labelled)
     summary["labelled"] = len(labelled)
     summary["seconds"] = round(time.perf_counter() - start, 3)
@@ -717,8 +737,13 @@ def _check_something_to_label(plans: Sequence[_FramePlan], semantic_source: str)
 
 
 def _open_writer(
-    config: EmbedConfig, labels_dir: Path, workspace: Path, plans: Sequence[_FramePlan], text_encoder: TextEncoder,
-    image_encoder: Optional[ImageEncoder], summary: Dict[str, Any],
+    config: EmbedConfig,
+    labels_dir: Path,
+    workspace: Path,
+    plans: Sequence[_FramePlan],
+    text_encoder: TextEncoder,
+    image_encoder: ImageEncoder | None,
+    summary: dict[str, Any],
 ) -> LabelWriter:
     """A :class:`LabelWriter` for the store, its predicate table set from the relations of ``plans``."""
     semantic = image_encoder if image_encoder is not None else text_encoder
@@ -743,15 +768,22 @@ def _open_writer(
 
 
 def _write_frames(
-    config: EmbedConfig, data_dir: Path, workspace: Path, plans: Sequence[_FramePlan], writer: LabelWriter,
-    text_encoder: TextEncoder, image_encoder: Optional[ImageEncoder], summary: Dict[str, Any], progress: bool,
-) -> List[str]:
+    config: EmbedConfig,
+    data_dir: Path,
+    workspace: Path,
+    plans: Sequence[_FramePlan],
+    writer: LabelWriter,
+    text_encoder: TextEncoder,
+    image_encoder: ImageEncoder | None,
+    summary: dict[str, Any],
+    progress: bool,
+) -> list[str]:
     """Embed and write every planned frame; returns the names of the frames written."""
-    names: Dict[str, np.ndarray] = {}
+    names: dict[str, np.ndarray] = {}
     if image_encoder is None:
         names = _encode_table(text_encoder, sorted({n for plan in plans for n in plan.relations.objects.values()}))
-    labelled: List[str] = []
-    bar, advance = _progress_bar(progress, len(plans))
+    labelled: list[str] = []
+    bar, advance = item_progress(progress, len(plans), "Embedding")
     with bar:
         for plan, segments in _iter_frames(plans, workspace):
             image = _frame_image(data_dir, plan, segments, need_pixels=image_encoder is not None)
@@ -774,9 +806,9 @@ def _write_frames(
     return labelled
 
 
-def _recorded_options(config: EmbedConfig, workspace: Path, semantic_name: str, text_name: str) -> Dict[str, Any]:
+def _recorded_options(config: EmbedConfig, workspace: Path, semantic_name: str, text_name: str) -> dict[str, Any]:
     """The options recorded in the manifest (what the embeddings depend on; no secrets exist here)."""
-    options: Dict[str, Any] = {
+    options: dict[str, Any] = {
         "semantic_source": config.semantic_source,
         "semantic_encoder": semantic_name,
         "text_encoder": text_name,

@@ -13,17 +13,17 @@ convention, so a camera looks along its local ``-z`` axis.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, List, Optional
+from typing import Any
 
 import numpy as np
 
 
 def select_frames(
     frames: Sequence[Mapping[str, Any]],
-    max_frames: Optional[int],
+    max_frames: int | None,
     stride: int = 1,
     angle_weight: float = 1.0,
-) -> List[int]:
+) -> list[int]:
     """Indices of the frames to process, sorted ascending.
 
     Args:
@@ -106,7 +106,7 @@ def pose_distances(poses: np.ndarray, angle_weight: float = 1.0) -> np.ndarray:
     return position + angle_weight * angle
 
 
-def farthest_point_sample(distances: np.ndarray, count: int, start: int = 0) -> List[int]:
+def farthest_point_sample(distances: np.ndarray, count: int, start: int = 0) -> list[int]:
     """Greedy farthest-point sample of ``count`` items under the ``[N, N]`` distance matrix.
 
     Starts from ``start`` and then adds, one at a time, the item whose distance to its nearest chosen

@@ -18,10 +18,9 @@ from __future__ import annotations
 import time
 import zipfile
 from collections.abc import Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Dict, List, Literal, Optional, Protocol, Tuple, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -30,22 +29,23 @@ from relationfield.labels.format import MAX_MASKS_PER_FRAME, file_sha256, normal
 from relationfield.labels.writer import segments_from_masks
 from relationfield.preprocess.frames import select_frames
 from relationfield.preprocess.workspace import capture_frames, default_workspace, failure_lines, frame_stem, masks_path
+from relationfield.progress import item_progress
 
 SamModelType = Literal["vit_h", "vit_l", "vit_b"]
 
 #: Official SAM checkpoints (github.com/facebookresearch/segment-anything).
-SAM_CHECKPOINT_URLS: Dict[str, str] = {
+SAM_CHECKPOINT_URLS: dict[str, str] = {
     "vit_h": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth",
     "vit_l": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth",
     "vit_b": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth",
 }
 
 #: Width of each SAM image encoder (the last dimension of ``image_encoder.pos_embed``).
-_ENCODER_WIDTHS: Dict[int, str] = {1280: "vit_h", 1024: "vit_l", 768: "vit_b"}
+_ENCODER_WIDTHS: dict[int, str] = {1280: "vit_h", 1024: "vit_l", 768: "vit_b"}
 
 #: A mask record as SAM's automatic mask generator returns it: ``segmentation`` (bool ``[H, W]``),
 #: ``area`` (pixels), ``predicted_iou`` and ``stability_score`` (floats); other keys are kept as is.
-MaskRecord = Dict[str, Any]
+MaskRecord = dict[str, Any]
 
 
 @runtime_checkable
@@ -58,7 +58,7 @@ class MaskGenerator(Protocol):
     it lets test doubles (or precomputed masks) look up the frame.
     """
 
-    def generate(self, image: np.ndarray, name: str) -> List[MaskRecord]:
+    def generate(self, image: np.ndarray, name: str) -> list[MaskRecord]:
         """The mask records of ``image`` (any order, duplicates allowed)."""
         ...
 
@@ -104,14 +104,14 @@ class SamMaskGenerator:
         cls,
         checkpoint: Path,
         model_type: SamModelType = "vit_h",
-        device: Optional[str] = None,
+        device: str | None = None,
         **options: Any,
-    ) -> "SamMaskGenerator":
+    ) -> SamMaskGenerator:
         """Load an official SAM checkpoint (see :func:`load_sam`) and wrap it; ``options`` go to
         the constructor."""
         return cls(load_sam(checkpoint, model_type, device), **options)
 
-    def generate(self, image: np.ndarray, name: str = "") -> List[MaskRecord]:
+    def generate(self, image: np.ndarray, name: str = "") -> list[MaskRecord]:
         """SAM's mask records of ``image`` (``uint8 [H, W, 3]`` RGB); ``name`` is ignored."""
         del name
         return list(self._generator.generate(np.ascontiguousarray(image)))
@@ -124,7 +124,7 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def missing_checkpoint_message(model_type: str, path: Optional[Path] = None) -> str:
+def missing_checkpoint_message(model_type: str, path: Path | None = None) -> str:
     """Explain where to get a SAM checkpoint and how to pass it."""
     where = "No SAM checkpoint was given" if path is None else f"The SAM checkpoint {path} does not exist"
     urls = "\n".join(f"  {kind}: {url}" for kind, url in SAM_CHECKPOINT_URLS.items())
@@ -134,7 +134,7 @@ def missing_checkpoint_message(model_type: str, path: Optional[Path] = None) -> 
     )
 
 
-def load_sam(checkpoint: Path, model_type: SamModelType = "vit_h", device: Optional[str] = None) -> Any:
+def load_sam(checkpoint: Path, model_type: SamModelType = "vit_h", device: str | None = None) -> Any:
     """Build SAM's ``model_type`` architecture with segment-anything's builder and load ``checkpoint``.
 
     The state dict is read with ``torch.load(..., map_location="cpu", weights_only=True)`` (a GPU
@@ -197,7 +197,7 @@ def _bool_mask(record: Mapping[str, Any]) -> np.ndarray:
     return mask.astype(bool, copy=False)
 
 
-def _bounding_box(mask: np.ndarray) -> Tuple[int, int, int, int]:
+def _bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:
     """``(row0, row1, col0, col1)`` (exclusive ends) of a non-empty mask."""
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
@@ -205,8 +205,12 @@ def _bounding_box(mask: np.ndarray) -> Tuple[int, int, int, int]:
 
 
 def _iou(
-    mask_a: np.ndarray, box_a: Tuple[int, int, int, int], area_a: int,
-    mask_b: np.ndarray, box_b: Tuple[int, int, int, int], area_b: int,
+    mask_a: np.ndarray,
+    box_a: tuple[int, int, int, int],
+    area_a: int,
+    mask_b: np.ndarray,
+    box_b: tuple[int, int, int, int],
+    area_b: int,
 ) -> float:
     """IoU of two masks; the intersection is only counted inside the overlap of their boxes."""
     row0, row1 = max(box_a[0], box_b[0]), min(box_a[1], box_b[1])
@@ -222,7 +226,7 @@ def filter_masks(
     max_masks: int,
     min_area_fraction: float = 0.001,
     duplicate_iou: float = 0.85,
-) -> List[MaskRecord]:
+) -> list[MaskRecord]:
     """Keep the best distinct masks of one image.
 
     1. drop masks covering less than ``min_area_fraction`` of the image (and empty ones);
@@ -257,8 +261,8 @@ def filter_masks(
     candidates = [index for index, area in enumerate(areas) if area >= min_area]
     candidates.sort(key=lambda index: (-qualities[index], -areas[index], index))
 
-    kept: List[int] = []
-    boxes: Dict[int, Tuple[int, int, int, int]] = {}
+    kept: list[int] = []
+    boxes: dict[int, tuple[int, int, int, int]] = {}
     for index in candidates:
         if len(kept) >= max_masks:
             break
@@ -281,7 +285,7 @@ class MasksConfig:
 
     data: Path
     """The nerfstudio capture (the directory holding transforms.json)."""
-    sam_checkpoint: Optional[Path] = None
+    sam_checkpoint: Path | None = None
     """SAM checkpoint (.pth), e.g. sam_vit_h_4b8939.pth from https://dl.fbaipublicfiles.com/segment_anything/."""
     model_type: SamModelType = "vit_h"
     """SAM architecture of the checkpoint."""
@@ -299,13 +303,13 @@ class MasksConfig:
     """Masks smaller than this fraction of the image are dropped."""
     duplicate_iou: float = 0.85
     """Of two masks overlapping with a higher IoU, the lower-quality one is dropped."""
-    device: Optional[str] = None
+    device: str | None = None
     """Torch device for SAM (default: cuda when available, else cpu)."""
-    max_frames: Optional[int] = None
+    max_frames: int | None = None
     """Segment at most this many frames, chosen to spread over the camera poses (default: all)."""
     stride: int = 1
     """Consider every stride-th frame only (applied before --max-frames)."""
-    workspace: Optional[Path] = None
+    workspace: Path | None = None
     """Preprocessing workspace (default: DATA/relationfield_work)."""
     overwrite: bool = False
     """Segment the selected frames again even when their masks are up to date."""
@@ -355,7 +359,7 @@ def build_generator(config: MasksConfig) -> SamMaskGenerator:
     )
 
 
-def read_masks_header(path: Path) -> Optional[Tuple[str, str]]:
+def read_masks_header(path: Path) -> tuple[str, str] | None:
     """``(name, image_hash)`` of an existing masks file, or ``None`` when it is absent or unreadable."""
     if not Path(path).is_file():
         return None
@@ -374,7 +378,9 @@ def load_rgb(path: Path) -> np.ndarray:
         return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
 
 
-def masks_arrays(name: str, image_hash: str, records: Sequence[MaskRecord], shape: Tuple[int, int]) -> Dict[str, np.ndarray]:
+def masks_arrays(
+    name: str, image_hash: str, records: Sequence[MaskRecord], shape: tuple[int, int]
+) -> dict[str, np.ndarray]:
     """The arrays of a masks file from the kept ``records`` (local id ``k`` = ``records[kept[k-1]]``)."""
     if records:
         stack = np.stack([_bool_mask(record) for record in records])
@@ -387,18 +393,7 @@ def masks_arrays(name: str, image_hash: str, records: Sequence[MaskRecord], shap
     return {"name": np.array(name), "image_hash": np.array(image_hash), "segments": segments, "scores": scores}
 
 
-def _progress_bar(enabled: bool, total: int) -> Tuple[ContextManager[Any], Callable[[str], None]]:
-    """A rich progress bar (or nothing) and a function advancing it by one frame."""
-    if not enabled:
-        return nullcontext(), lambda _name: None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    task = bar.add_task("Segmenting", total=total)
-    return bar, lambda name: bar.update(task, advance=1, description=f"Segmenting {name}")
-
-
-def run_masks(config: MasksConfig, generator: Optional[MaskGenerator] = None, progress: bool = True) -> Dict[str, Any]:
+def run_masks(config: MasksConfig, generator: MaskGenerator | None = None, progress: bool = True) -> dict[str, Any]:
     """Segment the selected frames of ``config.data`` into the workspace (see the module docstring).
 
     Args:
@@ -426,7 +421,7 @@ def run_masks(config: MasksConfig, generator: Optional[MaskGenerator] = None, pr
         raise UserError(f"cannot select frames of {data_dir / 'transforms.json'}: {error}") from None
     names = _frame_names(frames, selected)
 
-    summary: Dict[str, Any] = {
+    summary: dict[str, Any] = {
         "workspace": str(workspace),
         "frames": len(frames),
         "selected": len(selected),
@@ -435,7 +430,7 @@ def run_masks(config: MasksConfig, generator: Optional[MaskGenerator] = None, pr
         "failed": {},
         "masks": 0,
     }
-    todo: List[Tuple[str, str]] = []  # (name, image hash)
+    todo: list[tuple[str, str]] = []  # (name, image hash)
     for name in names:
         image_path = data_dir / name
         if not image_path.is_file():
@@ -449,7 +444,7 @@ def run_masks(config: MasksConfig, generator: Optional[MaskGenerator] = None, pr
 
     if todo:
         active = generator if generator is not None else build_generator(config)
-        bar, advance = _progress_bar(progress, len(todo))
+        bar, advance = item_progress(progress, len(todo), "Segmenting")
         with bar:
             for name, image_hash in todo:
                 _segment_frame(active, config, data_dir, workspace, name, image_hash, summary)
@@ -461,15 +456,15 @@ def run_masks(config: MasksConfig, generator: Optional[MaskGenerator] = None, pr
     return summary
 
 
-def _frame_names(frames: Sequence[Mapping[str, Any]], selected: Sequence[int]) -> List[str]:
+def _frame_names(frames: Sequence[Mapping[str, Any]], selected: Sequence[int]) -> list[str]:
     """The normalised image names of the selected frames.
 
     Raises:
         UserError: a selected frame has no ``file_path``, or two selected images share a file stem
             (workspace files are named by stem).
     """
-    names: List[str] = []
-    stems: Dict[str, str] = {}
+    names: list[str] = []
+    stems: dict[str, str] = {}
     for index in selected:
         file_path = frames[index].get("file_path")
         if not isinstance(file_path, str) or not file_path:
@@ -488,8 +483,13 @@ def _frame_names(frames: Sequence[Mapping[str, Any]], selected: Sequence[int]) -
 
 
 def _segment_frame(
-    generator: MaskGenerator, config: MasksConfig, data_dir: Path, workspace: Path,
-    name: str, image_hash: str, summary: Dict[str, Any],
+    generator: MaskGenerator,
+    config: MasksConfig,
+    data_dir: Path,
+    workspace: Path,
+    name: str,
+    image_hash: str,
+    summary: dict[str, Any],
 ) -> None:
     """Segment one frame and write its masks file; an unreadable image is recorded as failed."""
     try:

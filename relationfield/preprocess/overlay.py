@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import colorsys
 import math
-from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-RGB = Tuple[int, int, int]
+RGB = tuple[int, int, int]
 
 #: Images whose longer side is below this are upscaled (by a whole factor) before drawing.
 MIN_LONG_SIDE = 512
@@ -43,16 +42,16 @@ def text_color(background: RGB) -> RGB:
     return (0, 0, 0) if luminance > 140 else (255, 255, 255)
 
 
-def present_tags(segments: np.ndarray) -> List[int]:
+def present_tags(segments: np.ndarray) -> list[int]:
     """The mask ids that cover at least one pixel of ``segments``, ascending (0 = no mask is left out)."""
     values = np.unique(np.asarray(segments))
     return [int(v) for v in values if v > 0]
 
 
-def interior_points(segments: np.ndarray) -> Dict[int, Tuple[int, int]]:
+def interior_points(segments: np.ndarray) -> dict[int, tuple[int, int]]:
     """``{k: (row, col)}``: for each mask, the pixel farthest from its boundary and from the image border."""
     segments = np.asarray(segments)
-    points: Dict[int, Tuple[int, int]] = {}
+    points: dict[int, tuple[int, int]] = {}
     for index, box in enumerate(ndimage.find_objects(segments), start=1):
         if box is None:
             continue
@@ -75,8 +74,9 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array[:, :, :3])
 
 
-def overlay_size(width: int, height: int, min_long_side: int = MIN_LONG_SIDE,
-                 max_long_side: int = MAX_LONG_SIDE) -> Tuple[int, int]:
+def overlay_size(
+    width: int, height: int, min_long_side: int = MIN_LONG_SIDE, max_long_side: int = MAX_LONG_SIDE
+) -> tuple[int, int]:
     """``(width, height)`` of the overlay :func:`draw_set_of_mark` makes of a ``width x height`` image."""
     long_side = max(width, height)
     if long_side < min_long_side:
@@ -88,8 +88,9 @@ def overlay_size(width: int, height: int, min_long_side: int = MIN_LONG_SIDE,
     return width, height
 
 
-def _rescale(image: np.ndarray, segments: np.ndarray, min_long_side: int, max_long_side: int
-             ) -> Tuple[np.ndarray, np.ndarray]:
+def _rescale(
+    image: np.ndarray, segments: np.ndarray, min_long_side: int, max_long_side: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Upscale tiny images by a whole factor or shrink huge ones; segments follow with nearest sampling."""
     height, width = segments.shape
     size = overlay_size(width, height, min_long_side, max_long_side)
@@ -137,8 +138,14 @@ def _font_size(height: int, width: int) -> int:
     return max(12, round(min(height, width) / 24))
 
 
-def _draw_mark(draw: ImageDraw.ImageDraw, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, font_size: int,
-               k: int, center: Tuple[int, int], size: Tuple[int, int]) -> None:
+def _draw_mark(
+    draw: ImageDraw.ImageDraw,
+    font: ImageFont.FreeTypeFont | ImageFont.ImageFont,
+    font_size: int,
+    k: int,
+    center: tuple[int, int],
+    size: tuple[int, int],
+) -> None:
     """A filled box in mask ``k``'s colour holding the number ``k``, kept inside the image."""
     row, col = center
     width, height = size
@@ -157,8 +164,13 @@ def _draw_mark(draw: ImageDraw.ImageDraw, font: ImageFont.FreeTypeFont | ImageFo
     draw.text((x, y), text, fill=ink, font=font, anchor="mm")
 
 
-def draw_set_of_mark(image: np.ndarray, segments: np.ndarray, min_long_side: int = MIN_LONG_SIDE,
-                     max_long_side: int = MAX_LONG_SIDE, font_size: Optional[int] = None) -> Image.Image:
+def draw_set_of_mark(
+    image: np.ndarray,
+    segments: np.ndarray,
+    min_long_side: int = MIN_LONG_SIDE,
+    max_long_side: int = MAX_LONG_SIDE,
+    font_size: int | None = None,
+) -> Image.Image:
     """The Set-of-Mark overlay of ``image`` (``[H, W, 3]`` uint8) with the masks ``segments`` (``[H, W]``).
 
     Each mask ``k > 0`` is filled translucently and outlined in its colour and numbered ``k`` at its

@@ -27,11 +27,11 @@ import hashlib
 import os
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Dict, List, Literal, Mapping, Optional, Sequence, Tuple
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -66,6 +66,7 @@ from relationfield.preprocess.workspace import (
     relations_path,
     write_json_atomic,
 )
+from relationfield.progress import item_progress
 from relationfield.vocab import CONFIGS_DIR
 
 DEFAULT_PROMPT = CONFIGS_DIR / "prompts" / "set_of_mark.txt"
@@ -82,27 +83,27 @@ class RelationsConfig:
     """The nerfstudio capture (the directory holding transforms.json)."""
     model: str = "gpt-4o"
     """Vision model name, as the server knows it (e.g. gpt-4o, gpt-4o-mini, Qwen/Qwen2-VL-7B-Instruct)."""
-    base_url: Optional[str] = None
+    base_url: str | None = None
     """OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 for vLLM (default: OPENAI_BASE_URL, else OpenAI)."""
     concurrency: int = 4
     """Requests in flight at once."""
-    max_frames: Optional[int] = None
+    max_frames: int | None = None
     """Ask about at most this many segmented frames, chosen to spread over the camera poses (default: all)."""
-    prompt: Optional[Path] = None
+    prompt: Path | None = None
     """Prompt file; {tags} is replaced by the frame's tags (default: configs/prompts/set_of_mark.txt)."""
     dry_run: bool = False
     """Print the prompt and a token and cost estimate; send nothing."""
-    redo: Tuple[str, ...] = ()
+    redo: tuple[str, ...] = ()
     """Frames to ask again even if already answered (image paths as in transforms.json, or file stems)."""
     retries: int = 3
     """Failed attempts allowed per frame beyond the first (server errors, timeouts and invalid replies)."""
     timeout: float = 60.0
     """Seconds to wait for one reply."""
-    workspace: Optional[Path] = None
+    workspace: Path | None = None
     """Preprocessing workspace (default: DATA/relationfield_work)."""
     detail: Literal["low", "high", "auto"] = "high"
     """Image detail requested from the model (low: 85 tokens per image; high: tiled, more tokens)."""
-    temperature: Optional[float] = 0.0
+    temperature: float | None = 0.0
     """Sampling temperature (None: leave it to the server)."""
     image_format: Literal["jpeg", "png"] = "jpeg"
     """Encoding of the image sent (the overlay kept on disk is always PNG)."""
@@ -110,9 +111,9 @@ class RelationsConfig:
     """Seconds before the first retry after a server error; doubled for each further one (with jitter)."""
     max_backoff: float = 60.0
     """Longest wait between two attempts (also caps the server's Retry-After)."""
-    price_input: Optional[float] = None
+    price_input: float | None = None
     """USD per million input tokens, for models missing from the built-in price table."""
-    price_output: Optional[float] = None
+    price_output: float | None = None
     """USD per million output tokens, for models missing from the built-in price table."""
 
 
@@ -123,9 +124,9 @@ class FrameJob:
     name: str
     image_hash: str
     masks_hash: str
-    size: Tuple[int, int]
+    size: tuple[int, int]
     """(width, height) of the image."""
-    tags: Tuple[int, ...]
+    tags: tuple[int, ...]
     previous_ok: bool
 
 
@@ -154,7 +155,7 @@ def validate_config(config: RelationsConfig) -> None:
             raise UserError(message)
 
 
-def load_prompt(path: Optional[Path]) -> str:
+def load_prompt(path: Path | None) -> str:
     """The prompt template (``path``, or the shipped Set-of-Mark prompt)."""
     path = Path(path) if path is not None else DEFAULT_PROMPT
     if not path.is_file():
@@ -181,7 +182,7 @@ def segments_hash(segments: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def read_masks(path: Path) -> Tuple[str, str, np.ndarray]:
+def read_masks(path: Path) -> tuple[str, str, np.ndarray]:
     """``(name, image_hash, segments)`` of a masks file (``ValueError`` / ``OSError`` when unreadable)."""
     with np.load(path, allow_pickle=False) as data:
         try:
@@ -198,7 +199,7 @@ def _matches_redo(name: str, redo: Sequence[str]) -> bool:
     return name in wanted or frame_stem(name) in wanted
 
 
-def _is_done(path: Path, image_hash: str, masks_digest: str) -> Tuple[bool, bool]:
+def _is_done(path: Path, image_hash: str, masks_digest: str) -> tuple[bool, bool]:
     """``(skip, previous_ok)``: whether ``path`` holds an ok answer for this image and these masks."""
     if not path.is_file():
         return False, False
@@ -211,9 +212,9 @@ def _is_done(path: Path, image_hash: str, masks_digest: str) -> Tuple[bool, bool
     return ok, ok
 
 
-def _masked_frames(data_dir: Path, workspace: Path) -> List[Tuple[str, Dict[str, Any]]]:
+def _masked_frames(data_dir: Path, workspace: Path) -> list[tuple[str, dict[str, Any]]]:
     """``(name, frame)`` of every frame of transforms.json that has a masks file, in capture order."""
-    found: List[Tuple[str, Dict[str, Any]]] = []
+    found: list[tuple[str, dict[str, Any]]] = []
     for frame in capture_frames(data_dir):
         file_path = frame.get("file_path")
         if isinstance(file_path, str) and file_path and masks_path(workspace, file_path).is_file():
@@ -225,8 +226,9 @@ def _masked_frames(data_dir: Path, workspace: Path) -> List[Tuple[str, Dict[str,
     return found
 
 
-def _selected_names(masked: Sequence[Tuple[str, Dict[str, Any]]], max_frames: Optional[int],
-                    redo: Sequence[str]) -> List[str]:
+def _selected_names(
+    masked: Sequence[tuple[str, dict[str, Any]]], max_frames: int | None, redo: Sequence[str]
+) -> list[str]:
     """The names to consider: up to ``max_frames`` spread over the capture, plus every ``--redo`` frame."""
     try:
         chosen = select_frames([frame for _, frame in masked], max_frames)
@@ -240,12 +242,12 @@ def _selected_names(masked: Sequence[Tuple[str, Dict[str, Any]]], max_frames: Op
     return names + extra
 
 
-def _plan(config: RelationsConfig, data_dir: Path, workspace: Path, summary: Dict[str, Any]) -> List[FrameJob]:
+def _plan(config: RelationsConfig, data_dir: Path, workspace: Path, summary: dict[str, Any]) -> list[FrameJob]:
     """The frames to ask about (stale or unreadable masks go to ``summary['failed']``)."""
     masked = _masked_frames(data_dir, workspace)
     names = _selected_names(masked, config.max_frames, config.redo)
     summary["frames"], summary["selected"] = len(masked), len(names)
-    jobs: List[FrameJob] = []
+    jobs: list[FrameJob] = []
     for name in names:
         image_path = data_dir / name
         if not image_path.is_file():
@@ -305,7 +307,7 @@ def draw_overlay(data_dir: Path, workspace: Path, job: FrameJob) -> Image.Image:
     return overlay
 
 
-def frame_record(job: FrameJob, model: str, result: FrameResult) -> Dict[str, Any]:
+def frame_record(job: FrameJob, model: str, result: FrameResult) -> dict[str, Any]:
     """The ``relations/<stem>.json`` payload of a frame (the workspace contract plus ``masks_hash``)."""
     answer = result.answer
     return {
@@ -326,8 +328,15 @@ def frame_record(job: FrameJob, model: str, result: FrameResult) -> Dict[str, An
 class _Run:
     """State shared by the worker threads of one run."""
 
-    def __init__(self, config: RelationsConfig, data_dir: Path, workspace: Path, template: str,
-                 vision: VisionClient, summary: Dict[str, Any]) -> None:
+    def __init__(
+        self,
+        config: RelationsConfig,
+        data_dir: Path,
+        workspace: Path,
+        template: str,
+        vision: VisionClient,
+        summary: dict[str, Any],
+    ) -> None:
         self.config, self.data_dir, self.workspace = config, data_dir, workspace
         self.template, self.vision, self.summary = template, vision, summary
         self.usage = Usage()
@@ -365,17 +374,6 @@ class _Run:
             write_json_atomic(relations_path(self.workspace, job.name), frame_record(job, self.config.model, result))
 
 
-def _progress_bar(enabled: bool, total: int, model: str) -> Tuple[ContextManager[Any], Callable[[str], None]]:
-    """A rich progress bar (or nothing) and a function advancing it by one frame."""
-    if not enabled:
-        return nullcontext(), lambda _name: None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    task = bar.add_task(f"Asking {model}", total=total)
-    return bar, lambda name: bar.update(task, advance=1, description=f"Asking {model}: {name}")
-
-
 def _execute(run: _Run, jobs: Sequence[FrameJob], progress: bool) -> None:
     """Run the jobs with at most ``concurrency`` in flight (and none queued beyond that, so a stop or an
     interrupt sends nothing more); stop early on a fatal server answer.
@@ -383,10 +381,10 @@ def _execute(run: _Run, jobs: Sequence[FrameJob], progress: bool) -> None:
     Raises:
         UserError: the server refused the requests (bad key, unknown model); finished frames are kept.
     """
-    fatal: Optional[str] = None
+    fatal: str | None = None
     todo = iter(jobs)
-    pending: Dict[Future, FrameJob] = {}
-    bar, advance = _progress_bar(progress, len(jobs), run.config.model)
+    pending: dict[Future, FrameJob] = {}
+    bar, advance = item_progress(progress, len(jobs), f"Asking {run.config.model}")
     executor = ThreadPoolExecutor(max_workers=run.config.concurrency, thread_name_prefix="relations")
 
     def refill() -> None:
@@ -428,20 +426,26 @@ def _vision_client(config: RelationsConfig, client: Any) -> VisionClient:
         key = getattr(client, "api_key", None)
     policy = RetryPolicy(retries=config.retries, base_delay=config.backoff, max_delay=config.max_backoff)
     detail: Detail = config.detail
-    return VisionClient(client, config.model, detail=detail, temperature=config.temperature, policy=policy,
-                        secret=key if isinstance(key, str) else None)
+    return VisionClient(
+        client,
+        config.model,
+        detail=detail,
+        temperature=config.temperature,
+        policy=policy,
+        secret=key if isinstance(key, str) else None,
+    )
 
 
-def _estimate(config: RelationsConfig, data_dir: Path, workspace: Path, template: str,
-              jobs: Sequence[FrameJob]) -> Dict[str, Any]:
+def _estimate(
+    config: RelationsConfig, data_dir: Path, workspace: Path, template: str, jobs: Sequence[FrameJob]
+) -> dict[str, Any]:
     """The dry run's estimate for ``jobs`` (and the first job's overlay and prompt, for inspection)."""
     prompt_tokens = 0
     for job in jobs:
         size = overlay_size(*job.size)
-        prompt_tokens += request_tokens(fill_prompt(template, job.tags), size[0], size[1], config.detail,
-                                        config.model)
+        prompt_tokens += request_tokens(fill_prompt(template, job.tags), size[0], size[1], config.detail, config.model)
     usage = Usage(prompt_tokens, ASSUMED_OUTPUT_TOKENS * len(jobs))
-    estimate: Dict[str, Any] = {
+    estimate: dict[str, Any] = {
         "frames": len(jobs),
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
@@ -457,7 +461,7 @@ def _estimate(config: RelationsConfig, data_dir: Path, workspace: Path, template
     return estimate
 
 
-def run_relations(config: RelationsConfig, progress: bool = True, client: Any = None) -> Dict[str, Any]:
+def run_relations(config: RelationsConfig, progress: bool = True, client: Any = None) -> dict[str, Any]:
     """Ask the model about the selected frames of ``config.data`` (see the module docstring).
 
     Args:
@@ -484,10 +488,21 @@ def run_relations(config: RelationsConfig, progress: bool = True, client: Any = 
     data_dir = Path(config.data)
     workspace = Path(config.workspace) if config.workspace is not None else default_workspace(data_dir)
     template = load_prompt(config.prompt)
-    summary: Dict[str, Any] = {
-        "workspace": str(workspace), "model": config.model, "dry_run": config.dry_run, "frames": 0,
-        "selected": 0, "done": 0, "skipped": 0, "empty": 0, "failed": {}, "attempts": 0,
-        "usage": Usage().to_json(), "cost": None, "response_mode": None, "estimate": None,
+    summary: dict[str, Any] = {
+        "workspace": str(workspace),
+        "model": config.model,
+        "dry_run": config.dry_run,
+        "frames": 0,
+        "selected": 0,
+        "done": 0,
+        "skipped": 0,
+        "empty": 0,
+        "failed": {},
+        "attempts": 0,
+        "usage": Usage().to_json(),
+        "cost": None,
+        "response_mode": None,
+        "estimate": None,
     }
     jobs = _plan(config, data_dir, workspace, summary)
     prices = model_prices(config.model, config.price_input, config.price_output)
@@ -505,7 +520,7 @@ def run_relations(config: RelationsConfig, progress: bool = True, client: Any = 
     return summary
 
 
-def _cost_text(cost: Optional[float]) -> str:
+def _cost_text(cost: float | None) -> str:
     return "unknown (pass --price-input and --price-output)" if cost is None else f"${cost:.4f}"
 
 
@@ -527,7 +542,8 @@ def summary_text(summary: Mapping[str, Any]) -> str:
         usage = summary["usage"]
         text = (
             f"{summary['model']} on {summary['selected']} selected frames: {summary['done']} done, "
-            f"{summary['skipped']} already answered, {summary['empty']} without masks, {len(summary['failed'])} failed; "
+            f"{summary['skipped']} already answered, {summary['empty']} without masks, "
+            f"{len(summary['failed'])} failed; "
             f"{summary['attempts']} requests, "
             f"{usage['prompt_tokens']} input + {usage['completion_tokens']} output tokens, "
             f"cost {_cost_text(summary['cost'])}. Workspace: {summary['workspace']}"

@@ -45,8 +45,9 @@ import random
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Literal, Mapping, Optional, Sequence, Tuple
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 from PIL import Image
@@ -55,7 +56,7 @@ from relationfield.errors import UserError
 
 Detail = Literal["low", "high", "auto"]
 ResponseMode = Literal["json_schema", "json_object", "plain"]
-RESPONSE_MODES: Tuple[ResponseMode, ...] = ("json_schema", "json_object", "plain")
+RESPONSE_MODES: tuple[ResponseMode, ...] = ("json_schema", "json_object", "plain")
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 API_KEY_ENV = "OPENAI_API_KEY"
@@ -64,7 +65,7 @@ BASE_URL_ENV = "OPENAI_BASE_URL"
 DUMMY_API_KEY = "EMPTY"
 
 #: USD per million (input, output) tokens. Dated snapshots (``gpt-4o-2024-08-06``) use their family's row.
-PRICES_PER_MILLION: Dict[str, Tuple[float, float]] = {
+PRICES_PER_MILLION: dict[str, tuple[float, float]] = {
     "gpt-4o": (2.50, 10.00),
     "gpt-4o-mini": (0.15, 0.60),
 }
@@ -77,7 +78,7 @@ MESSAGE_OVERHEAD_TOKENS = 10
 _MAX_ERROR_CHARS = 500
 _RETRYABLE_STATUS = (408, 409, 429)
 
-RESPONSE_SCHEMA: Dict[str, Any] = {
+RESPONSE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "objects": {
@@ -108,7 +109,7 @@ RESPONSE_SCHEMA: Dict[str, Any] = {
 }
 
 
-def response_format(mode: ResponseMode) -> Optional[Dict[str, Any]]:
+def response_format(mode: ResponseMode) -> dict[str, Any] | None:
     """The ``response_format`` request field of ``mode`` (``None``: the field is left out)."""
     if mode == "json_schema":
         return {
@@ -137,9 +138,9 @@ class Relation:
 
     subject: int
     object: int
-    predicates: Tuple[str, ...]
+    predicates: tuple[str, ...]
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         """The workspace form: ``{"subject": 1, "object": 2, "predicates": [...]}``."""
         return {"subject": self.subject, "object": self.object, "predicates": list(self.predicates)}
 
@@ -148,14 +149,14 @@ class Relation:
 class Answer:
     """A validated reply: names by tag and relations between tags."""
 
-    objects: Dict[int, str]
-    relations: Tuple[Relation, ...]
+    objects: dict[int, str]
+    relations: tuple[Relation, ...]
 
-    def objects_json(self) -> Dict[str, str]:
+    def objects_json(self) -> dict[str, str]:
         """The workspace form: tag (as a string) -> name, in tag order."""
         return {str(tag): self.objects[tag] for tag in sorted(self.objects)}
 
-    def relations_json(self) -> List[Dict[str, Any]]:
+    def relations_json(self) -> list[dict[str, Any]]:
         """The workspace form of the relations."""
         return [relation.to_json() for relation in self.relations]
 
@@ -197,7 +198,7 @@ def _text(value: Any, where: str) -> str:
     return " ".join(value.split())
 
 
-def _entries(data: Dict[str, Any], key: str) -> List[Dict[str, Any]]:
+def _entries(data: dict[str, Any], key: str) -> list[dict[str, Any]]:
     if key not in data:
         raise ValidationError(f'the reply has no "{key}" list')
     entries = data[key]
@@ -209,14 +210,14 @@ def _entries(data: Dict[str, Any], key: str) -> List[Dict[str, Any]]:
     return entries
 
 
-def _field(entry: Dict[str, Any], key: str, where: str) -> Any:
+def _field(entry: dict[str, Any], key: str, where: str) -> Any:
     if key not in entry:
         raise ValidationError(f'{where} has no "{key}"')
     return entry[key]
 
 
-def _parse_objects(entries: List[Dict[str, Any]], tags: Sequence[int]) -> Dict[int, str]:
-    objects: Dict[int, str] = {}
+def _parse_objects(entries: list[dict[str, Any]], tags: Sequence[int]) -> dict[int, str]:
+    objects: dict[int, str] = {}
     for index, entry in enumerate(entries):
         where = f"objects[{index}]"
         tag = _check_tag(_field(entry, "tag", where), f"{where}.tag", tags)
@@ -229,10 +230,10 @@ def _parse_objects(entries: List[Dict[str, Any]], tags: Sequence[int]) -> Dict[i
     return objects
 
 
-def _parse_predicates(value: Any, where: str) -> List[str]:
+def _parse_predicates(value: Any, where: str) -> list[str]:
     if not isinstance(value, list):
         raise ValidationError(f"{where} must be a list of strings, got {json.dumps(value)}")
-    predicates: List[str] = []
+    predicates: list[str] = []
     for index, item in enumerate(value):
         text = _text(item, f"{where}[{index}]").lower()
         if text not in predicates:
@@ -242,8 +243,8 @@ def _parse_predicates(value: Any, where: str) -> List[str]:
     return predicates
 
 
-def _parse_relations(entries: List[Dict[str, Any]], tags: Sequence[int]) -> Tuple[Relation, ...]:
-    merged: Dict[Tuple[int, int], List[str]] = {}
+def _parse_relations(entries: list[dict[str, Any]], tags: Sequence[int]) -> tuple[Relation, ...]:
+    merged: dict[tuple[int, int], list[str]] = {}
     for index, entry in enumerate(entries):
         where = f"relations[{index}]"
         subject = _check_tag(_field(entry, "subject", where), f"{where}.subject", tags)
@@ -256,7 +257,7 @@ def _parse_relations(entries: List[Dict[str, Any]], tags: Sequence[int]) -> Tupl
     return tuple(Relation(s, o, tuple(p)) for (s, o), p in merged.items())
 
 
-def parse_answer(text: Optional[str], tags: Sequence[int]) -> Answer:
+def parse_answer(text: str | None, tags: Sequence[int]) -> Answer:
     """Validate a reply against the frame's ``tags`` (see the module docstring for the rules).
 
     Raises:
@@ -287,18 +288,19 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
-    def add(self, other: "Usage") -> None:
+    def add(self, other: Usage) -> None:
         """Add ``other``'s counts to this one."""
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
 
-    def to_json(self) -> Dict[str, int]:
+    def to_json(self) -> dict[str, int]:
         """``{"prompt_tokens": INT, "completion_tokens": INT}``."""
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
 
 
-def model_prices(model: str, price_input: Optional[float] = None, price_output: Optional[float] = None
-                 ) -> Optional[Tuple[float, float]]:
+def model_prices(
+    model: str, price_input: float | None = None, price_output: float | None = None
+) -> tuple[float, float] | None:
     """USD per million (input, output) tokens of ``model``; ``None`` when unknown.
 
     ``price_input`` / ``price_output`` override the table (both are needed for a model it lacks).
@@ -316,24 +318,24 @@ def model_prices(model: str, price_input: Optional[float] = None, price_output: 
     return float(input_price), float(output_price)
 
 
-def estimate_cost(usage: Usage, prices: Optional[Tuple[float, float]]) -> Optional[float]:
+def estimate_cost(usage: Usage, prices: tuple[float, float] | None) -> float | None:
     """USD cost of ``usage`` at ``prices`` (per million tokens); ``None`` when the prices are unknown."""
     if prices is None:
         return None
     return (usage.prompt_tokens * prices[0] + usage.completion_tokens * prices[1]) / 1_000_000
 
 
-def format_cost(cost: Optional[float]) -> str:
+def format_cost(cost: float | None) -> str:
     """``$0.0123`` or ``unknown``."""
     return "unknown" if cost is None else f"${cost:.4f}"
 
 
 #: (base, per 512-px tile) image tokens where a model differs from the gpt-4o rule (85, 170): gpt-4o-mini
 #: bills images at about the same price as gpt-4o by counting many more tokens.
-IMAGE_TOKEN_RULES: Dict[str, Tuple[int, int]] = {"gpt-4o-mini": (2833, 5667)}
+IMAGE_TOKEN_RULES: dict[str, tuple[int, int]] = {"gpt-4o-mini": (2833, 5667)}
 
 
-def _image_rule(model: str) -> Tuple[int, int]:
+def _image_rule(model: str) -> tuple[int, int]:
     families = [name for name in IMAGE_TOKEN_RULES if model == name or model.startswith(name + "-")]
     return IMAGE_TOKEN_RULES[max(families, key=len)] if families else (85, 170)
 
@@ -382,7 +384,7 @@ def is_local_url(url: str) -> bool:
     return address.is_loopback or address.is_private or address.is_link_local
 
 
-def resolve_connection(base_url: Optional[str], environ: Mapping[str, str]) -> Tuple[str, str]:
+def resolve_connection(base_url: str | None, environ: Mapping[str, str]) -> tuple[str, str]:
     """``(base_url, api_key)``: ``--base-url``, else ``OPENAI_BASE_URL``, else the OpenAI API; the key
     from ``OPENAI_API_KEY`` (``EMPTY`` for local servers without one).
 
@@ -423,7 +425,7 @@ def image_data_url(image: Image.Image, image_format: Literal["png", "jpeg"] = "p
     return f"data:{mime};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
 
 
-def build_messages(prompt: str, image_url: str, detail: Detail) -> List[Dict[str, Any]]:
+def build_messages(prompt: str, image_url: str, detail: Detail) -> list[dict[str, Any]]:
     """The chat messages of one frame: a user message with the prompt text and the image."""
     return [
         {
@@ -456,7 +458,7 @@ class RetryPolicy:
     jitter: float = 0.5
     """Relative jitter: a delay d becomes uniform in [d (1 - jitter), d (1 + jitter)]."""
 
-    def delay(self, failure: int, retry_after: Optional[float] = None, rng: Optional[random.Random] = None) -> float:
+    def delay(self, failure: int, retry_after: float | None = None, rng: random.Random | None = None) -> float:
         """Seconds to wait after the ``failure``-th failed attempt (1-based)."""
         if retry_after is not None:
             return max(0.0, min(retry_after, self.max_delay))
@@ -465,7 +467,7 @@ class RetryPolicy:
         return max(0.0, min(base * spread, self.max_delay))
 
 
-def retry_after_seconds(headers: Optional[Mapping[str, str]]) -> Optional[float]:
+def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
     """The wait a server asks for: ``retry-after-ms``, else ``Retry-After`` (seconds or an HTTP date)."""
     if not headers:
         return None
@@ -494,11 +496,11 @@ class FrameResult:
     """What asking about one frame came to."""
 
     status: Literal["ok", "failed"]
-    reason: Optional[str]
+    reason: str | None
     attempts: int
     usage: Usage
-    answer: Optional[Answer]
-    raw: List[str] = field(default_factory=list)
+    answer: Answer | None
+    raw: list[str] = field(default_factory=list)
 
 
 def _mentions_response_format(error: Any) -> bool:
@@ -509,9 +511,17 @@ def _mentions_response_format(error: Any) -> bool:
 class VisionClient:
     """Asks an OpenAI-compatible server about Set-of-Mark images; safe to share between threads."""
 
-    def __init__(self, client: Any, model: str, detail: Detail = "high", temperature: Optional[float] = 0.0,
-                 policy: Optional[RetryPolicy] = None, secret: Optional[str] = None,
-                 sleep: Callable[[float], None] = time.sleep, seed: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        model: str,
+        detail: Detail = "high",
+        temperature: float | None = 0.0,
+        policy: RetryPolicy | None = None,
+        secret: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        seed: int | None = None,
+    ) -> None:
         """``client``: an ``openai.OpenAI`` (or look-alike); ``secret``: text scrubbed from anything kept."""
         self.client = client
         self.model = model
@@ -550,8 +560,8 @@ class VisionClient:
         text = self.mask_secret(text)
         return text if len(text) <= _MAX_ERROR_CHARS else text[:_MAX_ERROR_CHARS] + "..."
 
-    def _create(self, messages: List[Dict[str, Any]], mode: ResponseMode) -> Any:
-        kwargs: Dict[str, Any] = {"model": self.model, "messages": messages}
+    def _create(self, messages: list[dict[str, Any]], mode: ResponseMode) -> Any:
+        kwargs: dict[str, Any] = {"model": self.model, "messages": messages}
         if self.temperature is not None:
             kwargs["temperature"] = self.temperature
         fmt = response_format(mode)
@@ -602,8 +612,13 @@ class VisionClient:
             except openai.APIError as error:
                 description = self._describe(error)
                 result.raw.append(description)
-                if isinstance(error, openai.APIStatusError) and error.status_code in (400, 422) \
-                        and mode != "plain" and _mentions_response_format(error) and self._downgrade(mode):
+                if (
+                    isinstance(error, openai.APIStatusError)
+                    and error.status_code in (400, 422)
+                    and mode != "plain"
+                    and _mentions_response_format(error)
+                    and self._downgrade(mode)
+                ):
                     continue
                 failures += 1
                 result.reason = description
@@ -674,10 +689,13 @@ def _reply_text(response: Any) -> str:
     return str(content)
 
 
-def _correction(reply: str, reason: str) -> List[Dict[str, Any]]:
+def _correction(reply: str, reason: str) -> list[dict[str, Any]]:
     """Messages that show the model its invalid reply and ask again."""
     return [
         {"role": "assistant", "content": reply},
-        {"role": "user", "content": f"That reply is not valid: {reason}. Answer again with the JSON only, "
-                                    "using only the tags in the image."},
+        {
+            "role": "user",
+            "content": f"That reply is not valid: {reason}. Answer again with the JSON only, "
+            "using only the tags in the image.",
+        },
     ]

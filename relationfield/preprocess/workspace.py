@@ -34,8 +34,9 @@ frame absent, never half-written), which is what makes each stage resumable.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Dict, List, Mapping
+from typing import Any
 
 from relationfield.labels.format import atomic_write, frame_file_name, normalize_frame_name
 
@@ -70,14 +71,14 @@ def relations_path(workspace: Path, name: str) -> Path:
     return Path(workspace) / RELATIONS_DIR / f"{frame_stem(name)}.json"
 
 
-def write_json_atomic(path: Path, payload: Dict[str, Any]) -> None:
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` as indented JSON, atomically."""
     with atomic_write(Path(path), "w") as handle:
         json.dump(payload, handle, indent=2, ensure_ascii=False)
         handle.write("\n")
 
 
-def read_json(path: Path) -> Dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     """Read a workspace JSON file (``ValueError`` when it is not a JSON object)."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     if not isinstance(data, dict):
@@ -85,7 +86,7 @@ def read_json(path: Path) -> Dict[str, Any]:
     return data
 
 
-def capture_frames(data_dir: Path) -> List[Dict[str, Any]]:
+def capture_frames(data_dir: Path) -> list[dict[str, Any]]:
     """The frames of ``DATA/transforms.json`` (each a dict with at least ``file_path`` and
     ``transform_matrix``), in file order."""
     from relationfield.errors import UserError

@@ -73,8 +73,9 @@ class CameraPlanner:
             centre = self._structural_focus(target)
         radius = float(np.linalg.norm(box.extents)) / 2 if not target.structural else 1.0
         lo = np.array([-room.width / 2 + _INTERIOR_MARGIN, -room.depth / 2 + _INTERIOR_MARGIN, 0.75])
-        hi = np.array([room.width / 2 - _INTERIOR_MARGIN, room.depth / 2 - _INTERIOR_MARGIN,
-                       min(2.1, room.height - 0.35)])
+        hi = np.array(
+            [room.width / 2 - _INTERIOR_MARGIN, room.depth / 2 - _INTERIOR_MARGIN, min(2.1, room.height - 0.35)]
+        )
         low = 1.1 if wide else lo[2]
         inward = -centre[:2] / max(float(np.linalg.norm(centre[:2])), 1e-6)
         base_angle = float(np.arctan2(inward[1], inward[0]))
@@ -118,9 +119,12 @@ class CameraPlanner:
     def _blocked(self, eye: np.ndarray) -> bool:
         """Whether ``eye`` is inside or within the clearance of a non-structural object's aabb."""
         return any(
-            bool(np.all(eye >= np.asarray(o.aabb.min) - _FURNITURE_CLEARANCE)
-                 and np.all(eye <= np.asarray(o.aabb.max) + _FURNITURE_CLEARANCE))
-            for o in self.scene.objects if not o.structural
+            bool(
+                np.all(eye >= np.asarray(o.aabb.min) - _FURNITURE_CLEARANCE)
+                and np.all(eye <= np.asarray(o.aabb.max) + _FURNITURE_CLEARANCE)
+            )
+            for o in self.scene.objects
+            if not o.structural
         )
 
     def _visibility(self, eye: np.ndarray, look: np.ndarray, target: SceneObject) -> float:

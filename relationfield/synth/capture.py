@@ -18,8 +18,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from relationfield.errors import UserError
+from relationfield.progress import step_progress
 from relationfield.synth.cameras import CameraPlanner
 from relationfield.synth.layout import LAYOUTS, build_scene
 from relationfield.synth.relations import derive_relations
@@ -52,8 +51,9 @@ class SynthSummary:
     seconds: float
 
 
-def _check_inputs(output: Path, seed: int, num_frames: int, resolution: tuple[int, int], layout: str,
-                  overwrite: bool) -> tuple[Path, tuple[int, int]]:
+def _check_inputs(
+    output: Path, seed: int, num_frames: int, resolution: tuple[int, int], layout: str, overwrite: bool
+) -> tuple[Path, tuple[int, int]]:
     if layout not in LAYOUTS:
         raise UserError(f"unknown layout {layout!r}; choose one of: {', '.join(LAYOUTS)}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -77,7 +77,8 @@ def _check_inputs(output: Path, seed: int, num_frames: int, resolution: tuple[in
             raise UserError(f"output {output} exists and is not a directory")
         if any(output.iterdir()) and not overwrite:
             raise UserError(
-                f"output directory {output} is not empty; pass --overwrite (overwrite=True in Python) or choose another directory"
+                f"output directory {output} is not empty; "
+                "pass --overwrite (overwrite=True in Python) or choose another directory"
             )
     return output, (int(width), int(height))
 
@@ -189,7 +190,7 @@ def generate_capture(
 
     poses: list[np.ndarray] = []
     stems = [f"frame_{i:05d}" for i in range(num_frames)]
-    with _progress(progress, num_frames, layout) as advance:
+    with step_progress(progress, num_frames, f"rendering {layout}") as advance:
         for index, stem in enumerate(stems):
             c2w = planner.camera_for(planner.next_target(), wide=index % 2 == 0)
             frame = renderer.render(c2w, intr)
@@ -210,18 +211,3 @@ def generate_capture(
         num_relationships=len(relations),
         seconds=time.perf_counter() - start,
     )
-
-
-@contextmanager
-def _progress(enabled: bool, total: int, label: str) -> Iterator[Callable[[], None]]:
-    """A rich progress bar over frames (or nothing when disabled); yields a callable that advances it."""
-    if not enabled:
-        yield lambda: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("[bold]rendering {task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeRemainingColumn())
-    with Progress(*columns) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda: bar.advance(task)

@@ -40,15 +40,24 @@ class _NoRoom(Exception):
 # --------------------------------------------------------------------------- appearance helpers
 
 
-def _colour(rng: np.random.Generator, hue: tuple[float, float] = (0.0, 1.0), sat: tuple[float, float] = (0.3, 0.75),
-            val: tuple[float, float] = (0.45, 0.9)) -> Vec3:
+def _colour(
+    rng: np.random.Generator,
+    hue: tuple[float, float] = (0.0, 1.0),
+    sat: tuple[float, float] = (0.3, 0.75),
+    val: tuple[float, float] = (0.45, 0.9),
+) -> Vec3:
     h = float(rng.uniform(*hue)) % 1.0
     r, g, b = colorsys.hsv_to_rgb(h, float(rng.uniform(*sat)), float(rng.uniform(*val)))
     return (round(r, 3), round(g, 3), round(b, 3))
 
 
-def _look(rng: np.random.Generator, colour: Vec3 | None = None, pattern: PatternKind | None = None,
-          scale: tuple[float, float] = (0.05, 0.25), contrast: tuple[float, float] = (0.2, 0.45)) -> Appearance:
+def _look(
+    rng: np.random.Generator,
+    colour: Vec3 | None = None,
+    pattern: PatternKind | None = None,
+    scale: tuple[float, float] = (0.05, 0.25),
+    contrast: tuple[float, float] = (0.2, 0.45),
+) -> Appearance:
     kinds: tuple[PatternKind, ...] = ("checker", "stripes", "noise")
     kind = pattern if pattern is not None else kinds[int(rng.integers(len(kinds)))]
     return Appearance(
@@ -98,8 +107,9 @@ class _Plan:
             if min(abs(box.min[axis] - coord), abs(box.max[axis] - coord)) < 0.4:
                 self.walls.setdefault(wall, []).append((box.min[along], box.max[along], 0.0, box.max[2]))
 
-    def random_spot(self, ex: float, ey: float, clearance: float, margin: float = 0.3,
-                    tries: int = 300) -> tuple[float, float]:
+    def random_spot(
+        self, ex: float, ey: float, clearance: float, margin: float = 0.3, tries: int = 300
+    ) -> tuple[float, float]:
         """A random free centre for an (ex, ey) footprint."""
         w, d = self.room.width / 2 - margin - ex / 2, self.room.depth / 2 - margin - ey / 2
         if w <= 0 or d <= 0:
@@ -146,8 +156,10 @@ class _Plan:
         half = self.room.wall_length(wall) / 2 - WALL_MARGIN
         if a0 < -half or a1 > half:
             return False
-        return not any(a0 < b1 + margin and b0 < a1 + margin and z0 < c1 + margin and c0 < z1 + margin
-                       for b0, b1, c0, c1 in self.walls.get(wall, []))
+        return not any(
+            a0 < b1 + margin and b0 < a1 + margin and z0 < c1 + margin and c0 < z1 + margin
+            for b0, b1, c0, c1 in self.walls.get(wall, [])
+        )
 
     def random_along(self, wall: int, length: float) -> float:
         half = self.room.wall_length(wall) / 2 - WALL_MARGIN - length / 2
@@ -155,8 +167,9 @@ class _Plan:
             raise _NoRoom
         return float(self.rng.uniform(-half, half))
 
-    def against_wall(self, wall: int, model: Model, gap: float, clearance: float, along: float | None = None,
-                     tries: int = 40) -> SceneObject | None:
+    def against_wall(
+        self, wall: int, model: Model, gap: float, clearance: float, along: float | None = None, tries: int = 40
+    ) -> SceneObject | None:
         """Stand ``model`` on the floor with its back to ``wall``; None when no free spot is found."""
         ext = model.extents(wall)
         length = ext[1 - self.room.wall_plane(wall)[0]]
@@ -171,8 +184,9 @@ class _Plan:
                 return obj
         return None
 
-    def on_wall(self, wall: int, model: Model, bottom: float, along: float | None = None,
-                tries: int = 40) -> SceneObject | None:
+    def on_wall(
+        self, wall: int, model: Model, bottom: float, along: float | None = None, tries: int = 40
+    ) -> SceneObject | None:
         """Hang or fix ``model`` with its back against ``wall``; None when the wall has no free span."""
         ext = model.extents(wall)
         length = ext[1 - self.room.wall_plane(wall)[0]]
@@ -219,8 +233,13 @@ class _Plan:
 # --------------------------------------------------------------------------- shared pieces
 
 
-def _room(rng: np.random.Generator, layout: str, width: tuple[float, float], depth: tuple[float, float],
-          height: tuple[float, float]) -> _Plan:
+def _room(
+    rng: np.random.Generator,
+    layout: str,
+    width: tuple[float, float],
+    depth: tuple[float, float],
+    height: tuple[float, float],
+) -> _Plan:
     """A room of random size with floor, four walls and a ceiling."""
     room = Room(_u(rng, *width), _u(rng, *depth), _u(rng, *height))
     scene = Scene(room, layout)
@@ -258,8 +277,13 @@ def _fill_shelf(plan: _Plan, shelf: SceneObject, wall: int, count: int) -> list[
         n_lo, n_hi = (board.ymin, board.ymax) if along == 0 else (board.xmin, board.xmax)
         start = cursor[i] if cursor[i] is not None else lo + _u(rng, 0.02, 0.12)
         spacing = min(b.z for b in boards if b.z > board.z) - board.z if board is not boards[-1] else top - board.z
-        model = models.book(_u(rng, 0.18, min(0.28, spacing - 0.08)), _u(rng, 0.14, min(0.22, n_hi - n_lo - 0.02)),
-                            _u(rng, 0.025, 0.05), False, _book_look(rng))
+        model = models.book(
+            _u(rng, 0.18, min(0.28, spacing - 0.08)),
+            _u(rng, 0.14, min(0.22, n_hi - n_lo - 0.02)),
+            _u(rng, 0.025, 0.05),
+            False,
+            _book_look(rng),
+        )
         ext = model.extents(wall)
         if start + ext[along] > hi - 0.02:
             continue
@@ -271,8 +295,9 @@ def _fill_shelf(plan: _Plan, shelf: SceneObject, wall: int, count: int) -> list[
     return books
 
 
-def _chairs_around(table: Model, table_turns: int, chair: Model, count: int,
-                   rng: np.random.Generator) -> list[tuple[tuple[float, float], int]]:
+def _chairs_around(
+    table: Model, table_turns: int, chair: Model, count: int, rng: np.random.Generator
+) -> list[tuple[tuple[float, float], int]]:
     """Chair positions (relative to the table centre) and turns, facing the table, for ``count`` chairs."""
     tw, td, _ = table.extents(0)
     cw, cd, _ = chair.extents(0)
@@ -285,8 +310,12 @@ def _chairs_around(table: Model, table_turns: int, chair: Model, count: int,
             slots.append((sx * tw / 4, -(td / 2 + gap[1] + cd / 2), 0))
     else:
         shift = _u(rng, -0.1, 0.1) * tw
-        sides = [(shift, td / 2 + gap[0] + cd / 2, 2), (-shift, -(td / 2 + gap[1] + cd / 2), 0),
-                 (tw / 2 + gap[2] + cd / 2, 0.0, 1), (-(tw / 2 + gap[3] + cd / 2), 0.0, 3)]
+        sides = [
+            (shift, td / 2 + gap[0] + cd / 2, 2),
+            (-shift, -(td / 2 + gap[1] + cd / 2), 0),
+            (tw / 2 + gap[2] + cd / 2, 0.0, 1),
+            (-(tw / 2 + gap[3] + cd / 2), 0.0, 3),
+        ]
         slots = sides[:count]
     out = []
     for x, y, turns in slots[:count]:
@@ -296,9 +325,14 @@ def _chairs_around(table: Model, table_turns: int, chair: Model, count: int,
     return out
 
 
-def _furniture_group(plan: _Plan, main: Model, main_turns: int, chair: Model,
-                     seats: list[tuple[tuple[float, float], int]],
-                     clearance: float) -> tuple[SceneObject, list[SceneObject]]:
+def _furniture_group(
+    plan: _Plan,
+    main: Model,
+    main_turns: int,
+    chair: Model,
+    seats: list[tuple[tuple[float, float], int]],
+    clearance: float,
+) -> tuple[SceneObject, list[SceneObject]]:
     """Place a table-like model with chairs around it where the whole group fits."""
     ex, ey, _ = main.extents(main_turns)
     boxes = [rect_aabb(0.0, 0.0, ex, ey)]
@@ -322,10 +356,11 @@ def _boxes(plan: _Plan, surfaces: list[SceneObject]) -> None:
     count = int(rng.integers(0, 3))
     if count == 0:
         return
-    model = models.box((_u(rng, 0.3, 0.5), _u(rng, 0.25, 0.4), _u(rng, 0.2, 0.35)),
-                       _look(rng, _colour(rng, (0.07, 0.12), (0.35, 0.6), (0.55, 0.8)), "noise", (0.05, 0.15),
-                             (0.1, 0.25)),
-                       _colour(rng, (0.1, 0.15), (0.1, 0.3), (0.75, 0.9)))
+    model = models.box(
+        (_u(rng, 0.3, 0.5), _u(rng, 0.25, 0.4), _u(rng, 0.2, 0.35)),
+        _look(rng, _colour(rng, (0.07, 0.12), (0.35, 0.6), (0.55, 0.8)), "noise", (0.05, 0.15), (0.1, 0.25)),
+        _colour(rng, (0.1, 0.15), (0.1, 0.3), (0.75, 0.9)),
+    )
     turns = int(rng.integers(4))
     ext = model.extents(turns)
     below = surfaces[int(rng.integers(len(surfaces)))] if surfaces and rng.random() < 0.5 else None
@@ -345,17 +380,27 @@ def _plant(plan: _Plan) -> SceneObject:
     rng = plan.rng
     pot = _u(rng, 0.22, 0.34)
     leaves = (_u(rng, 0.4, 0.6), _u(rng, 0.4, 0.6), _u(rng, 0.45, 0.8))
-    model = models.plant(pot, _u(rng, 0.25, 0.4), leaves, _look(rng, _colour(rng, val=(0.4, 0.7)), "stripes"),
-                         _colour(rng, (0.25, 0.4), (0.5, 0.8), (0.35, 0.65)))
+    model = models.plant(
+        pot,
+        _u(rng, 0.25, 0.4),
+        leaves,
+        _look(rng, _colour(rng, val=(0.4, 0.7)), "stripes"),
+        _colour(rng, (0.25, 0.4), (0.5, 0.8), (0.35, 0.65)),
+    )
     return plan.place_in_corner(model, clearance=0.2)
 
 
-def _picture(plan: _Plan, walls: list[int], bottom: tuple[float, float],
-             along: float | None = None) -> SceneObject | None:
+def _picture(
+    plan: _Plan, walls: list[int], bottom: tuple[float, float], along: float | None = None
+) -> SceneObject | None:
     """Hang a random picture on the first of ``walls`` with room for it; None when none has."""
     rng = plan.rng
-    model = models.picture(_u(rng, 0.5, 1.0), _u(rng, 0.4, 0.7), _look(rng, scale=(0.04, 0.15), contrast=(0.3, 0.6)),
-                           _colour(rng, val=(0.2, 0.5)))
+    model = models.picture(
+        _u(rng, 0.5, 1.0),
+        _u(rng, 0.4, 0.7),
+        _look(rng, scale=(0.04, 0.15), contrast=(0.3, 0.6)),
+        _colour(rng, val=(0.2, 0.5)),
+    )
     for wall in walls:
         obj = plan.on_wall(wall, model, _u(rng, *bottom), along)
         if obj is not None:
@@ -394,14 +439,26 @@ def _living_room(rng: np.random.Generator) -> Scene:
         c[axis] = back_edge + sign * (size / 2 + _u(rng, 0.02, 0.08))
         plan.scene.add(pillow_model, sofa_wall, (c[0], c[1]), seat.z)
     sofa_centre = float(sofa.aabb.centre[1 - axis])
-    if _picture(plan, [sofa_wall], (sofa.aabb.max[2] + 0.25, sofa.aabb.max[2] + 0.45),
-                along=sofa_centre + _u(rng, -0.15, 0.15)) is None:
+    if (
+        _picture(
+            plan,
+            [sofa_wall],
+            (sofa.aabb.max[2] + 0.25, sofa.aabb.max[2] + 0.45),
+            along=sofa_centre + _u(rng, -0.15, 0.15),
+        )
+        is None
+    ):
         raise _NoRoom
 
     # a shelf fixed to another wall with books standing inside
     others = [w for w in rng.permutation(4).tolist() if w != sofa_wall]
-    shelf_model = models.shelf(_u(rng, 0.8, 1.2), _u(rng, 0.3, 0.36), _u(rng, 1.45, 1.9), int(rng.integers(3, 5)),
-                               _look(rng, _colour(rng, (0.05, 0.12), (0.3, 0.6), (0.3, 0.7)), "stripes", (0.06, 0.12)))
+    shelf_model = models.shelf(
+        _u(rng, 0.8, 1.2),
+        _u(rng, 0.3, 0.36),
+        _u(rng, 1.45, 1.9),
+        int(rng.integers(3, 5)),
+        _look(rng, _colour(rng, (0.05, 0.12), (0.3, 0.6), (0.3, 0.7)), "stripes", (0.06, 0.12)),
+    )
     shelf = None
     for wall in others:
         shelf = plan.against_wall(wall, shelf_model, gap=0.0, clearance=0.3)
@@ -414,21 +471,40 @@ def _living_room(rng: np.random.Generator) -> Scene:
         raise _NoRoom
 
     # a table with identical chairs around it; a lamp, a cup and books on the table
-    table_model = models.table(_u(rng, 1.2, 1.6), _u(rng, 0.8, 0.95), _u(rng, 0.72, 0.78),
-                               _look(rng, scale=(0.06, 0.2)), _colour(rng, val=(0.2, 0.5)))
-    chair_model = models.chair(_u(rng, 0.42, 0.48), _u(rng, 0.44, 0.48), _u(rng, 0.86, 0.95),
-                               _look(rng, scale=(0.04, 0.12)), _colour(rng, val=(0.2, 0.5)))
+    table_model = models.table(
+        _u(rng, 1.2, 1.6),
+        _u(rng, 0.8, 0.95),
+        _u(rng, 0.72, 0.78),
+        _look(rng, scale=(0.06, 0.2)),
+        _colour(rng, val=(0.2, 0.5)),
+    )
+    chair_model = models.chair(
+        _u(rng, 0.42, 0.48),
+        _u(rng, 0.44, 0.48),
+        _u(rng, 0.86, 0.95),
+        _look(rng, scale=(0.04, 0.12)),
+        _colour(rng, val=(0.2, 0.5)),
+    )
     table_turns = int(rng.integers(2))
     seats = _chairs_around(table_model, table_turns, chair_model, int(rng.integers(2, 5)), rng)
     table, _ = _furniture_group(plan, table_model, table_turns, chair_model, seats, clearance=0.35)
     items: list[tuple[Model, int]] = [
-        (models.table_lamp(_u(rng, 0.4, 0.55), _u(rng, 0.24, 0.3), _look(rng, scale=(0.03, 0.08)),
-                           _colour(rng, sat=(0.1, 0.4), val=(0.8, 0.95))), 0),
+        (
+            models.table_lamp(
+                _u(rng, 0.4, 0.55),
+                _u(rng, 0.24, 0.3),
+                _look(rng, scale=(0.03, 0.08)),
+                _colour(rng, sat=(0.1, 0.4), val=(0.8, 0.95)),
+            ),
+            0,
+        ),
         (models.cup(_u(rng, 0.07, 0.09), _u(rng, 0.08, 0.11), _look(rng, scale=(0.01, 0.03))), int(rng.integers(4))),
     ]
     n_books = int(rng.integers(1, 4))
-    book_models = [models.book(_u(rng, 0.14, 0.2), _u(rng, 0.2, 0.26), _u(rng, 0.025, 0.045), True, _book_look(rng))
-                   for _ in range(n_books)]
+    book_models = [
+        models.book(_u(rng, 0.14, 0.2), _u(rng, 0.2, 0.26), _u(rng, 0.025, 0.045), True, _book_look(rng))
+        for _ in range(n_books)
+    ]
     stacked = n_books >= 2 and rng.random() < 0.6
     loose = book_models[:1] if stacked else book_models
     items += [(m, int(rng.integers(4))) for m in loose]
@@ -441,8 +517,12 @@ def _living_room(rng: np.random.Generator) -> Scene:
 
     # a wall-mounted tv and a second picture, sometimes
     if rng.random() < 0.5:
-        tv_model = models.tv(_u(rng, 0.8, 1.1), _u(rng, 0.45, 0.62), _look(rng, _colour(rng, val=(0.1, 0.3)), "noise"),
-                             _colour(rng, sat=(0.2, 0.5), val=(0.15, 0.3)))
+        tv_model = models.tv(
+            _u(rng, 0.8, 1.1),
+            _u(rng, 0.45, 0.62),
+            _look(rng, _colour(rng, val=(0.1, 0.3)), "noise"),
+            _colour(rng, sat=(0.2, 0.5), val=(0.15, 0.3)),
+        )
         for wall in others:
             if plan.on_wall(wall, tv_model, _u(rng, 1.1, 1.3)) is not None:
                 break
@@ -462,14 +542,23 @@ def _office(rng: np.random.Generator) -> Scene:
 
     # a desk against a wall with a monitor, a cup, a laptop and maybe a lamp or a book on it; a chair in front
     desk_wall = int(rng.integers(4))
-    desk_model = models.desk(_u(rng, 1.3, 1.7), _u(rng, 0.68, 0.78), _u(rng, 0.72, 0.76), _look(rng, scale=(0.06, 0.2)),
-                             _colour(rng, val=(0.25, 0.6)))
+    desk_model = models.desk(
+        _u(rng, 1.3, 1.7),
+        _u(rng, 0.68, 0.78),
+        _u(rng, 0.72, 0.76),
+        _look(rng, scale=(0.06, 0.2)),
+        _colour(rng, val=(0.25, 0.6)),
+    )
     desk = plan.against_wall(desk_wall, desk_model, gap=0.03, clearance=0.2)
     if desk is None:
         raise _NoRoom
-    chair_model = models.office_chair(_u(rng, 0.46, 0.52), _u(rng, 0.46, 0.5), _u(rng, 0.95, 1.05),
-                                      _look(rng, _colour(rng, val=(0.2, 0.6)), scale=(0.03, 0.1)),
-                                      _colour(rng, sat=(0.0, 0.2), val=(0.1, 0.3)))
+    chair_model = models.office_chair(
+        _u(rng, 0.46, 0.52),
+        _u(rng, 0.46, 0.5),
+        _u(rng, 0.95, 1.05),
+        _look(rng, _colour(rng, val=(0.2, 0.6)), scale=(0.03, 0.1)),
+        _colour(rng, sat=(0.0, 0.2), val=(0.1, 0.3)),
+    )
     axis, coord, sign = room.wall_plane(desk_wall)
     front = desk.aabb.max[axis] if sign > 0 else desk.aabb.min[axis]
     cext = chair_model.extents((desk_wall + 2) % 4)
@@ -482,42 +571,79 @@ def _office(rng: np.random.Generator) -> Scene:
     plan.reserve(plan.scene.add(chair_model, (desk_wall + 2) % 4, (c[0], c[1]), 0.0).aabb)
 
     top = desk.surfaces()[0]  # the desk's first part is its top
-    mon = models.monitor(_u(rng, 0.5, 0.62), _u(rng, 0.3, 0.36), _look(rng, _colour(rng, val=(0.1, 0.3)), "noise"),
-                         _colour(rng, (0.55, 0.7), (0.3, 0.6), (0.2, 0.4)))
+    mon = models.monitor(
+        _u(rng, 0.5, 0.62),
+        _u(rng, 0.3, 0.36),
+        _look(rng, _colour(rng, val=(0.1, 0.3)), "noise"),
+        _colour(rng, (0.55, 0.7), (0.3, 0.6), (0.2, 0.4)),
+    )
     mext = mon.extents(desk_wall)
     m = [0.0, 0.0]
     m[axis] = coord + sign * (0.03 + _u(rng, 0.05, 0.1) + mext[axis] / 2)
     m[1 - axis] = float(desk.aabb.centre[1 - axis]) + _u(rng, -0.2, 0.2)
     plan.scene.add(mon, desk_wall, (m[0], m[1]), top.z)
-    half = {0: ("ymin", top.ymin + (top.ymax - top.ymin) * 0.55), 2: ("ymax", top.ymax - (top.ymax - top.ymin) * 0.55),
-            1: ("xmax", top.xmax - (top.xmax - top.xmin) * 0.55), 3: ("xmin", top.xmin + (top.xmax - top.xmin) * 0.55)}
+    half = {
+        0: ("ymin", top.ymin + (top.ymax - top.ymin) * 0.55),
+        2: ("ymax", top.ymax - (top.ymax - top.ymin) * 0.55),
+        1: ("xmax", top.xmax - (top.xmax - top.xmin) * 0.55),
+        3: ("xmin", top.xmin + (top.xmax - top.xmin) * 0.55),
+    }
     key, value = half[desk_wall]
     front_row = dataclasses.replace(top, **{key: value})  # the half of the top away from the wall
     items: list[tuple[Model, int]] = [
-        (models.cup(_u(rng, 0.07, 0.09), _u(rng, 0.08, 0.11), _look(rng, scale=(0.01, 0.03))), int(rng.integers(4)))]
-    items.append((models.laptop(_u(rng, 0.3, 0.34), _u(rng, 0.21, 0.24),
-                                _look(rng, _colour(rng, val=(0.3, 0.7)), "noise", (0.02, 0.05))), desk_wall))
+        (models.cup(_u(rng, 0.07, 0.09), _u(rng, 0.08, 0.11), _look(rng, scale=(0.01, 0.03))), int(rng.integers(4)))
+    ]
+    items.append(
+        (
+            models.laptop(
+                _u(rng, 0.3, 0.34), _u(rng, 0.21, 0.24), _look(rng, _colour(rng, val=(0.3, 0.7)), "noise", (0.02, 0.05))
+            ),
+            desk_wall,
+        )
+    )
     extra = rng.random()
     if extra < 0.45:
-        items.append((models.table_lamp(_u(rng, 0.35, 0.5), _u(rng, 0.2, 0.26), _look(rng, scale=(0.03, 0.08)),
-                                        _colour(rng, sat=(0.1, 0.4), val=(0.8, 0.95))), 0))
+        items.append(
+            (
+                models.table_lamp(
+                    _u(rng, 0.35, 0.5),
+                    _u(rng, 0.2, 0.26),
+                    _look(rng, scale=(0.03, 0.08)),
+                    _colour(rng, sat=(0.1, 0.4), val=(0.8, 0.95)),
+                ),
+                0,
+            )
+        )
     elif extra < 0.9:
-        items.append((models.book(_u(rng, 0.14, 0.2), _u(rng, 0.2, 0.24), _u(rng, 0.025, 0.045), True,
-                                  _book_look(rng)), int(rng.integers(4))))
+        items.append(
+            (
+                models.book(_u(rng, 0.14, 0.2), _u(rng, 0.2, 0.24), _u(rng, 0.025, 0.045), True, _book_look(rng)),
+                int(rng.integers(4)),
+            )
+        )
     if axis == 1:
         plan.on_surface(front_row, items, 3, 1)
     else:
         plan.on_surface(front_row, items, 1, 3)
 
     # a round meeting table with more of the same chairs
-    table_model = models.round_table(_u(rng, 0.9, 1.1), _u(rng, 0.72, 0.76), _look(rng, scale=(0.06, 0.2)),
-                                     _colour(rng, sat=(0.0, 0.2), val=(0.15, 0.4)))
+    table_model = models.round_table(
+        _u(rng, 0.9, 1.1),
+        _u(rng, 0.72, 0.76),
+        _look(rng, scale=(0.06, 0.2)),
+        _colour(rng, sat=(0.0, 0.2), val=(0.15, 0.4)),
+    )
     seats = _chairs_around(table_model, 0, chair_model, int(rng.integers(2, 4)), rng)
     _furniture_group(plan, table_model, 0, chair_model, seats, clearance=0.3)
 
     # one or two identical shelves fixed to walls, with books
-    shelf_model = models.shelf(_u(rng, 0.8, 1.1), _u(rng, 0.3, 0.36), _u(rng, 1.6, 2.1), int(rng.integers(4, 6)),
-                               _look(rng, _colour(rng, val=(0.3, 0.8)), "stripes", (0.06, 0.12)))
+    shelf_model = models.shelf(
+        _u(rng, 0.8, 1.1),
+        _u(rng, 0.3, 0.36),
+        _u(rng, 1.6, 2.1),
+        int(rng.integers(4, 6)),
+        _look(rng, _colour(rng, val=(0.3, 0.8)), "stripes", (0.06, 0.12)),
+    )
     others = [w for w in rng.permutation(4).tolist() if w != desk_wall]
     n_shelves = int(rng.integers(1, 3))
     n_books = 0
@@ -532,8 +658,13 @@ def _office(rng: np.random.Generator) -> Scene:
         raise _NoRoom
 
     # a cabinet, a trash can, a plant, a clock and maybe a picture and boxes
-    cab_model = models.cabinet(_u(rng, 0.6, 0.9), _u(rng, 0.4, 0.5), _u(rng, 0.7, 0.95), _look(rng, scale=(0.05, 0.15)),
-                               _colour(rng, sat=(0.0, 0.1), val=(0.6, 0.9)))
+    cab_model = models.cabinet(
+        _u(rng, 0.6, 0.9),
+        _u(rng, 0.4, 0.5),
+        _u(rng, 0.7, 0.95),
+        _look(rng, scale=(0.05, 0.15)),
+        _colour(rng, sat=(0.0, 0.1), val=(0.6, 0.9)),
+    )
     cabinet = None
     for wall in rng.permutation(4).tolist():
         cabinet = plan.against_wall(wall, cab_model, gap=0.04, clearance=0.25)
@@ -541,13 +672,17 @@ def _office(rng: np.random.Generator) -> Scene:
             break
     if cabinet is None:
         raise _NoRoom
-    can = models.trash_can(_u(rng, 0.26, 0.34), _u(rng, 0.35, 0.45),
-                           _look(rng, _colour(rng, val=(0.3, 0.7)), "stripes"))
+    can = models.trash_can(
+        _u(rng, 0.26, 0.34), _u(rng, 0.35, 0.45), _look(rng, _colour(rng, val=(0.3, 0.7)), "stripes")
+    )
     plan.place_on_floor(can, 0, clearance=0.15, margin=0.1)
     _plant(plan)
     _boxes(plan, [cabinet])
-    clock_model = models.clock(_u(rng, 0.26, 0.36), _look(rng, _colour(rng, sat=(0.0, 0.15), val=(0.8, 0.95)), "noise"),
-                               _colour(rng, val=(0.05, 0.2)))
+    clock_model = models.clock(
+        _u(rng, 0.26, 0.36),
+        _look(rng, _colour(rng, sat=(0.0, 0.15), val=(0.8, 0.95)), "noise"),
+        _colour(rng, val=(0.05, 0.2)),
+    )
     placed_clock = None
     for wall in rng.permutation(4).tolist():
         placed_clock = plan.on_wall(wall, clock_model, _u(rng, 1.7, 2.0))

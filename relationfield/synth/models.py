@@ -74,8 +74,9 @@ def _box(size: Vec3, centre: Vec3, colour: Vec3 | None = None) -> Part:
     return Part("box", size, centre, "z", colour)
 
 
-def _cyl(diameter: float, length: float, centre: Vec3, axis: Literal["x", "y", "z"] = "z",
-         colour: Vec3 | None = None) -> Part:
+def _cyl(
+    diameter: float, length: float, centre: Vec3, axis: Literal["x", "y", "z"] = "z", colour: Vec3 | None = None
+) -> Part:
     size = {"x": (length, diameter, diameter), "y": (diameter, length, diameter), "z": (diameter, diameter, length)}
     return Part("cylinder", size[axis], centre, axis, colour)  # type: ignore[arg-type]
 
@@ -263,8 +264,9 @@ def monitor(width: float, height: float, look: Appearance, screen_colour: Vec3) 
         _box((0.22, 0.16, foot_t), (0.0, 0.0, foot_t / 2)),
         _box((0.05, 0.03, neck_h), (0.0, -0.03, foot_t + neck_h / 2)),
         _box((width, depth, height), (0.0, 0.0, foot_t + neck_h + height / 2)),
-        _box((width - 0.03, 0.005, height - 0.03), (0.0, depth / 2 + 0.0025, foot_t + neck_h + height / 2),
-             screen_colour),
+        _box(
+            (width - 0.03, 0.005, height - 0.03), (0.0, depth / 2 + 0.0025, foot_t + neck_h + height / 2), screen_colour
+        ),
     )
     return Model("monitor", parts, look, "standing")
 

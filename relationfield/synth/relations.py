@@ -148,8 +148,13 @@ def derive_relations(objects: Iterable[SceneObject]) -> list[Relation]:
                 rels.add((a.id, b.id, "inside"))
             gap = a.aabb.gap(b.aabb)
             reverse = (b.id, a.id)
-            if (gap <= CLOSE_BY_GAP and pair not in support and reverse not in support
-                    and pair not in contained and reverse not in contained):
+            if (
+                gap <= CLOSE_BY_GAP
+                and pair not in support
+                and reverse not in support
+                and pair not in contained
+                and reverse not in contained
+            ):
                 rels.add((a.id, b.id, "close by"))
             if gap <= NEIGHBOURHOOD_GAP:
                 if a.aabb.volume >= VOLUME_RATIO * b.aabb.volume:

@@ -71,8 +71,11 @@ def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray | None = None) -
 def _make_intersector(mesh: trimesh.Trimesh) -> object:
     if trimesh.ray.has_embree:
         return trimesh.ray.ray_pyembree.RayMeshIntersector(mesh)
-    warnings.warn("embree (embreex) is not available; falling back to trimesh's slow ray intersector",
-                  RuntimeWarning, stacklevel=3)
+    warnings.warn(
+        "embree (embreex) is not available; falling back to trimesh's slow ray intersector",
+        RuntimeWarning,
+        stacklevel=3,
+    )
     return trimesh.ray.ray_triangle.RayMeshIntersector(mesh)
 
 

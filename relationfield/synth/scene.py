@@ -89,11 +89,26 @@ class Scene:
         turned = tuple(p.turned(quarter_turns) for p in model.parts)
         box = parts_aabb(turned)
         offset = (centre_xy[0] - float(box.centre[0]), centre_xy[1] - float(box.centre[1]), bottom - box.min[2])
-        return self.add_parts(model.label, model.signature, model.rest, tuple(p.moved(offset) for p in turned),
-                              model.appearance, offset, quarter_turns % 4)
+        return self.add_parts(
+            model.label,
+            model.signature,
+            model.rest,
+            tuple(p.moved(offset) for p in turned),
+            model.appearance,
+            offset,
+            quarter_turns % 4,
+        )
 
-    def add_parts(self, label: str, model: str, rest: Rest, parts: tuple[Part, ...], look: Appearance,
-                  origin: Vec3 = (0.0, 0.0, 0.0), turns: int = 0) -> SceneObject:
+    def add_parts(
+        self,
+        label: str,
+        model: str,
+        rest: Rest,
+        parts: tuple[Part, ...],
+        look: Appearance,
+        origin: Vec3 = (0.0, 0.0, 0.0),
+        turns: int = 0,
+    ) -> SceneObject:
         """Add an object whose parts are already in world coordinates."""
         obj = SceneObject(len(self.objects) + 1, label, model, rest, parts, look, parts_aabb(parts), origin, turns)
         self.objects.append(obj)
