@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from nerfstudio.cameras.camera_optimizers import CameraOptimizerConfig
 from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
@@ -25,16 +24,12 @@ from nerfstudio.plugins.types import MethodSpecification
 
 from relationfield.compat import allow_nerfstudio_checkpoints, install_offline_lpips
 from relationfield.datamanager import RelationFieldDataManagerConfig
+from relationfield.devices import default_device
 from relationfield.heads import GridSpec
 from relationfield.model import RelationFieldModelConfig
 
 allow_nerfstudio_checkpoints()
 install_offline_lpips()
-
-
-def default_device() -> str:
-    """ "cuda" when a GPU is visible, else "cpu"."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _optimizers(max_steps: int, lr: float = 1e-2) -> dict:

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from relationfield.query import FieldQuery
 from relationfield.scene_graph import SceneGraph, SceneLink, SceneNode
-from relationfield.vocab import NONE
+from relationfield.vocab import NONE_PREDICATE
 
 
 @dataclass
@@ -432,7 +432,7 @@ def score_links(
     progress: Progress = no_progress,
 ) -> list[SceneLink]:
     """Score the candidate pairs in batches: x on the subject, z on the object, averaged features."""
-    texts = [*predicates, NONE]
+    texts = [*predicates, NONE_PREDICATE]
     none_index = len(texts) - 1
     members = [torch.from_numpy(np.nonzero(labels == node.id)[0]) for node in nodes]
     generator = torch.Generator().manual_seed(config.seed)
@@ -455,7 +455,7 @@ def score_links(
         probs = query.predicate_probabilities(mean, texts, config.predicate_temperature).cpu()
         for (a, b), row in zip(batch, probs):
             scores = _top(row, texts, config.predicate_top_k, always=none_index)
-            best = max(((n, s) for n, s in scores if n != NONE), key=lambda item: item[1])
+            best = max(((n, s) for n, s in scores if n != NONE_PREDICATE), key=lambda item: item[1])
             links.append(SceneLink(nodes[a].id, nodes[b].id, best[0], best[1], scores))
         advance(len(batch))
     return links

@@ -27,6 +27,7 @@ import torch
 
 from relationfield.errors import UserError
 from relationfield.query import FieldQuery
+from relationfield.vocab import NONE_PREDICATE
 
 
 @dataclass
@@ -117,7 +118,7 @@ def relation_guided_segmentation(
 
     by_reference: dict[int, list[tuple[int, str]]] = defaultdict(list)
     for subject, obj, predicate in gt["relationships"]:
-        if str(predicate).strip().lower() != "none":
+        if str(predicate).strip().lower() != NONE_PREDICATE:
             by_reference[int(obj)].append((int(subject), str(predicate)))
     result = GuidedResult(threshold=threshold)
     for reference, asked in sorted(by_reference.items()):

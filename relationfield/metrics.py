@@ -37,6 +37,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from relationfield.errors import UserError
+from relationfield.vocab import NONE_PREDICATE
 
 PRED_FORMAT = "relationfield-scene-graph"
 PRED_VERSION = 1
@@ -47,7 +48,6 @@ OBJECT_KS: tuple[int, ...] = (1, 5, 10)
 PREDICATE_KS: tuple[int, ...] = (1, 3, 5)
 RELATION_KS: tuple[int, ...] = (1, 50, 100)
 
-NONE_PREDICATE = "none"
 DEFAULT_MIN_IOU = 0.1
 DEFAULT_MIN_EXTENT = 0.1
 """Boxes are padded to at least this side length (metres) before IoU matching (see :func:`pad_box`)."""

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from relationfield.errors import UserError
+from relationfield.vocab import NONE_PREDICATE
 
 OBJECT_NEGATIVES: tuple[str, ...] = ("object", "things", "stuff", "texture")
 RELATION_NEGATIVES: tuple[str, ...] = ("none", "next to", "and")
@@ -163,7 +164,7 @@ class FieldQuery:
         self, subject_points: Tensor, object_points: Tensor, predicates: Sequence[str], temperature: float = 0.05
     ) -> list[tuple[str, float]]:
         """Predicates (plus "none") ranked for subject -> object, as softmax probabilities."""
-        texts = [*predicates, "none"] if "none" not in predicates else list(predicates)
+        texts = [*predicates, NONE_PREDICATE] if NONE_PREDICATE not in predicates else list(predicates)
         feature = F.normalize(self.relation(subject_points, object_points).mean(dim=0), dim=-1)
         probs = self.predicate_probabilities(feature[None], texts, temperature)[0]
         order = torch.argsort(probs, descending=True).tolist()

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import numpy as np
 
 from relationfield.errors import UserError
+from relationfield.vocab import NONE_PREDICATE
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -57,8 +58,6 @@ FORMAT_VERSION = 1
 JSON_FILE = "scene_graph.json"
 PNG_FILE = "scene_graph.png"
 PLY_FILE = "points.ply"
-NONE_PREDICATE = "none"
-"""The predicate meaning "no relation"; links whose best score is "none" are not drawn."""
 MAX_DRAWN_LINKS = 150
 """At most this many links (the highest-scoring) are drawn in the PNG."""
 NOISE_COLOR = (128, 128, 128)

@@ -14,7 +14,8 @@ from relationfield.errors import UserError
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
 OBJECT_VOCAB = CONFIGS_DIR / "3dssg_objects.txt"
 PREDICATE_VOCAB = CONFIGS_DIR / "3dssg_predicates.txt"
-NONE = "none"
+NONE_PREDICATE = "none"
+"""The predicate meaning "no relation" (first line of the predicate file, last row of the label store's table)."""
 
 
 def read_vocab(path: Path, what: str = "vocabulary") -> list[str]:
@@ -39,7 +40,7 @@ def object_vocab(path: Path | None = None) -> list[str]:
 
 def predicate_vocab(path: Path | None = None) -> list[str]:
     """Predicates without "none" (default: the 26 3DSSG predicates)."""
-    entries = [p for p in read_vocab(path or PREDICATE_VOCAB, "predicate vocabulary") if p.lower() != NONE]
+    entries = [p for p in read_vocab(path or PREDICATE_VOCAB, "predicate vocabulary") if p.lower() != NONE_PREDICATE]
     if not entries:
         raise UserError(f"predicate vocabulary {path or PREDICATE_VOCAB} has no predicate besides 'none'")
     return entries

@@ -40,7 +40,7 @@ def main(args: Args) -> None:
     from relationfield.extract import ExtractionConfig, extract_scene_graph
     from relationfield.metrics import evaluate
     from relationfield.query import FieldQuery
-    from relationfield.vocab import NONE, object_vocab, predicate_vocab
+    from relationfield.vocab import NONE_PREDICATE, object_vocab, predicate_vocab
 
     objects, predicates = object_vocab(), predicate_vocab()
     start = time.perf_counter()
@@ -48,7 +48,7 @@ def main(args: Args) -> None:
     load_run = time.perf_counter() - start
     start = time.perf_counter()
     query.encode(objects, "semantic")
-    query.encode([*predicates, NONE], "relation")
+    query.encode([*predicates, NONE_PREDICATE], "relation")
     load_encoders = time.perf_counter() - start
     print(f"loading: run {load_run:.1f} s, text encoders and vocabularies {load_encoders:.1f} s")
 

@@ -424,9 +424,9 @@ def test_rejected_key_stops_the_run_without_echoing_it(capture):
 
 
 def test_interrupted_run_resumes_with_the_rest(capture, server, monkeypatch):
-    real_bar = relations_module._progress_bar
+    real_bar = relations_module.item_progress
 
-    def interrupt_after_two(enabled: bool, total: int, model: str):
+    def interrupt_after_two(enabled: bool, total: int, description: str):
         done: list[str] = []
 
         def advance(name: str) -> None:
@@ -436,13 +436,13 @@ def test_interrupted_run_resumes_with_the_rest(capture, server, monkeypatch):
 
         return nullcontext(), advance
 
-    monkeypatch.setattr(relations_module, "_progress_bar", interrupt_after_two)
+    monkeypatch.setattr(relations_module, "item_progress", interrupt_after_two)
     with pytest.raises(KeyboardInterrupt):
         run_relations(config(capture, server.url, concurrency=1), progress=False)
     relations_dir = capture / "relationfield_work" / "relations"
     assert sorted(p.name for p in relations_dir.iterdir()) == ["frame_00000.json", "frame_00001.json"]  # no temp files
     assert len(server.chat_requests) == 2
-    monkeypatch.setattr(relations_module, "_progress_bar", real_bar)
+    monkeypatch.setattr(relations_module, "item_progress", real_bar)
     summary = run_relations(config(capture, server.url), progress=False)
     assert (summary["done"], summary["skipped"]) == (2, 2) and len(server.chat_requests) == 2 + 2
 

@@ -58,7 +58,6 @@ DEFAULT_LABELS_SUBDIR = "relationfield"
 MANIFEST_FILE = "manifest.json"
 PREDICATES_FILE = "predicates.npz"
 FRAMES_DIR = "frames"
-NONE_PREDICATE = "none"
 
 #: The most masks one frame may hold (local ids must fit the reader's int16 segment tensors).
 MAX_MASKS_PER_FRAME = 32767

@@ -27,9 +27,10 @@ import numpy as np
 
 from relationfield.encoders import OFFLINE_TEXT_ENCODER, load_text_encoder
 from relationfield.errors import UserError
-from relationfield.labels.format import NONE_PREDICATE, default_labels_dir, normalize_frame_name
+from relationfield.labels.format import default_labels_dir, normalize_frame_name
 from relationfield.labels.writer import LabelWriter
 from relationfield.progress import new_progress
+from relationfield.vocab import NONE_PREDICATE
 
 logger = logging.getLogger(__name__)
 

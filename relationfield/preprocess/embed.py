@@ -50,6 +50,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from relationfield.devices import default_device
 from relationfield.encoders import (
     DEFAULT_CLIP_MODEL,
     DEFAULT_CLIP_PRETRAINED,
@@ -61,9 +62,9 @@ from relationfield.encoders import (
     load_text_encoder,
 )
 from relationfield.errors import UserError
+from relationfield.images import image_size, load_rgb
 from relationfield.labels.format import (
     MAX_MASKS_PER_FRAME,
-    NONE_PREDICATE,
     default_labels_dir,
     file_sha256,
     mask_boxes,
@@ -83,6 +84,7 @@ from relationfield.preprocess.workspace import (
     relations_path,
 )
 from relationfield.progress import item_progress
+from relationfield.vocab import NONE_PREDICATE
 
 logger = logging.getLogger(__name__)
 
@@ -164,13 +166,6 @@ class _FramePlan:
 
 
 # ------------------------------------------------------------------------------------- helpers
-
-
-def default_device() -> str:
-    """``cuda`` when a GPU is available, else ``cpu``."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def embeddings_path(workspace: Path, name: str) -> Path:
@@ -532,17 +527,6 @@ def _raise_if_stale(stale_masks: Sequence[str], stale_relations: Sequence[str]) 
 # --------------------------------------------------------------------------------- the writing
 
 
-def _load_rgb(path: Path) -> np.ndarray:
-    """The image at ``path`` as ``uint8 [H, W, 3]`` (``UserError`` when unreadable)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
-    except (OSError, UnidentifiedImageError, ValueError) as error:
-        raise UserError(f"Cannot read the image {path}: {error}") from None
-
-
 def _cache_key(plan: _FramePlan, encoder_name: str, config: EmbedConfig) -> str:
     """The cache key of a frame's CLIP embeddings (everything they depend on)."""
     return json.dumps(
@@ -620,18 +604,11 @@ def _keep_named(
 def _frame_image(data_dir: Path, plan: _FramePlan, segments: np.ndarray, need_pixels: bool) -> np.ndarray | None:
     """The frame's image (only when ``need_pixels``); checks that it has the segment map's size."""
     path = data_dir / plan.name
-    if need_pixels:
-        image = _load_rgb(path)
-        size = image.shape[:2]
-    else:
-        from PIL import Image, UnidentifiedImageError
-
-        image = None
-        try:
-            with Image.open(path) as handle:
-                size = (handle.size[1], handle.size[0])
-        except (OSError, UnidentifiedImageError) as error:
-            raise UserError(f"Cannot read the image {path}: {error}") from None
+    try:
+        image = load_rgb(path) if need_pixels else None
+        size = image.shape[:2] if image is not None else image_size(path)
+    except (OSError, ValueError) as error:  # PIL's UnidentifiedImageError is an OSError
+        raise UserError(f"Cannot read the image {path}: {error}") from None
     if tuple(size) != tuple(segments.shape):
         raise UserError(
             f"The masks of {plan.name} are {segments.shape[1]}x{segments.shape[0]} but the image is "

@@ -24,7 +24,9 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from relationfield.devices import default_device
 from relationfield.errors import UserError
+from relationfield.images import load_rgb
 from relationfield.labels.format import MAX_MASKS_PER_FRAME, file_sha256, normalize_frame_name, save_npz_atomic
 from relationfield.labels.writer import segments_from_masks
 from relationfield.preprocess.frames import select_frames
@@ -115,13 +117,6 @@ class SamMaskGenerator:
         """SAM's mask records of ``image`` (``uint8 [H, W, 3]`` RGB); ``name`` is ignored."""
         del name
         return list(self._generator.generate(np.ascontiguousarray(image)))
-
-
-def default_device() -> str:
-    """``"cuda"`` when torch sees a GPU, else ``"cpu"``."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def missing_checkpoint_message(model_type: str, path: Path | None = None) -> str:
@@ -368,14 +363,6 @@ def read_masks_header(path: Path) -> tuple[str, str] | None:
             return str(data["name"][()]), str(data["image_hash"][()])
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
-
-
-def load_rgb(path: Path) -> np.ndarray:
-    """The image at ``path`` as ``uint8 [H, W, 3]`` RGB (raises ``OSError`` / ``ValueError`` when unreadable)."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
 
 
 def masks_arrays(

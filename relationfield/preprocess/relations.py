@@ -37,6 +37,7 @@ import numpy as np
 from PIL import Image
 
 from relationfield.errors import UserError
+from relationfield.images import load_rgb
 from relationfield.labels.format import atomic_write, file_sha256, normalize_frame_name
 from relationfield.preprocess.frames import select_frames
 from relationfield.preprocess.overlay import draw_set_of_mark, overlay_size, present_tags
@@ -279,12 +280,6 @@ def _plan(config: RelationsConfig, data_dir: Path, workspace: Path, summary: dic
             write_json_atomic(relations_path(workspace, name), frame_record(job, config.model, empty))
             summary["empty"] += 1
     return jobs
-
-
-def load_rgb(path: Path) -> np.ndarray:
-    """The image at ``path`` as ``uint8 [H, W, 3]``."""
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
 
 
 def save_png_atomic(image: Image.Image, path: Path) -> None:
