@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from relationfield.errors import UserError
+from relationfield.synth import LAYOUTS, generate_capture
 
 T = TypeVar("T")
 
@@ -86,8 +87,6 @@ def _check_settings(output: Path, settings: dict[str, object]) -> None:
 
 
 def _capture(output: Path, seed: int, frames: int, resolution: tuple, layout: str) -> Path:
-    from relationfield.synth import generate_capture
-
     capture = output / "capture"
     if (capture / "transforms.json").is_file() and (capture / "ground_truth" / "scene_graph.json").is_file():
         print(f"[demo] reusing the capture in {capture}")
@@ -135,7 +134,7 @@ def run_demo(
     frames: int = 60,
     resolution: tuple = (128, 96),
     seed: int = 0,
-    layout: str = "living-room",
+    layout: str = LAYOUTS[0],
 ) -> DemoReport:
     """Run every stage of the demo into ``output`` and return the report."""
     from relationfield.export import export_scene_graph
