@@ -169,23 +169,23 @@ def _predicates(values: list[str]) -> list[str]:
     return predicates
 
 
-Tag = Annotated[int, BeforeValidator(_coerce_tag), AfterValidator(_known_tag)]
-Text = Annotated[str, BeforeValidator(_text)]
+_Tag = Annotated[int, BeforeValidator(_coerce_tag), AfterValidator(_known_tag)]
+_Text = Annotated[str, BeforeValidator(_text)]
 
 
 class _ReplyObject(BaseModel):
     model_config = ConfigDict(strict=True, frozen=True)
 
-    tag: Tag
-    name: Text
+    tag: _Tag
+    name: _Text
 
 
 class _ReplyRelation(BaseModel):
     model_config = ConfigDict(strict=True, frozen=True)
 
-    subject: Tag
-    object: Tag
-    predicates: Annotated[list[Text], AfterValidator(_predicates)]
+    subject: _Tag
+    object: _Tag
+    predicates: Annotated[list[_Text], AfterValidator(_predicates)]
 
     @pydantic.model_validator(mode="after")
     def _two_objects(self) -> _ReplyRelation:
@@ -247,7 +247,7 @@ def _reason(error: ErrorDetails) -> str:
         return f'"{loc[0]}" must be a list, got {type(value).__name__}'
     if kind == "list_type":
         return f"{_where(loc)} must be a list of strings, got {json.dumps(value)}"
-    return f"{_where(loc)}: {error['msg']}"
+    return f"{_where(loc) or 'the reply'}: {error['msg']}"
 
 
 def parse_answer(text: str | None, tags: Sequence[int]) -> Answer:
