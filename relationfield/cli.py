@@ -385,7 +385,7 @@ def torch_randperm(n: int):
 
 def _preprocess_commands() -> dict[str, object]:
     """The preprocessing stages' configs with a ``main`` that runs them and prints their summary."""
-    from relationfield.preprocess import embed, masks, relations
+    from relationfield.preprocess import embed, masks, relation_summary, relations
 
     @dataclass
     class Masks(masks.MasksConfig):
@@ -401,7 +401,7 @@ def _preprocess_commands() -> dict[str, object]:
         relations between them, through Set-of-Mark overlays (resumable; key from OPENAI_API_KEY only)."""
 
         def main(self) -> None:
-            print(relations.summary_text(relations.run_relations(self)))
+            print(relation_summary.summary_text(relations.run_relations(self)))
 
     @dataclass
     class Embed(embed.EmbedConfig):

@@ -37,29 +37,16 @@ from PIL import Image
 
 from relationfield.errors import UserError
 from relationfield.labels.format import file_sha256, save_npz_atomic
-from relationfield.preprocess import relations as relations_module
+from relationfield.preprocess import relation_requests
+from relationfield.preprocess.answer import ValidationError, parse_answer
+from relationfield.preprocess.connection import DUMMY_API_KEY, make_openai_client, resolve_connection
+from relationfield.preprocess.cost import Usage, estimate_cost, image_tokens, model_prices
 from relationfield.preprocess.overlay import draw_set_of_mark, interior_points, mask_color, overlay_size
-from relationfield.preprocess.relations import (
-    RelationsConfig,
-    fill_prompt,
-    load_prompt,
-    run_relations,
-    summary_text,
-)
-from relationfield.preprocess.vlm import (
-    DUMMY_API_KEY,
-    RetryPolicy,
-    Usage,
-    ValidationError,
-    VisionClient,
-    estimate_cost,
-    image_tokens,
-    make_openai_client,
-    model_prices,
-    parse_answer,
-    resolve_connection,
-    retry_after_seconds,
-)
+from relationfield.preprocess.prompt import fill_prompt, load_prompt
+from relationfield.preprocess.relation_summary import summary_text
+from relationfield.preprocess.relations import RelationsConfig, run_relations
+from relationfield.preprocess.retries import RetryPolicy, retry_after_seconds
+from relationfield.preprocess.vision_client import VisionClient
 from relationfield.preprocess.workspace import masks_path, relations_path
 
 SECRET = "sk-test-SECRET-must-not-leak-0123456789"
@@ -424,7 +411,7 @@ def test_rejected_key_stops_the_run_without_echoing_it(capture):
 
 
 def test_interrupted_run_resumes_with_the_rest(capture, server, monkeypatch):
-    real_bar = relations_module.item_progress
+    real_bar = relation_requests.item_progress
 
     def interrupt_after_two(enabled: bool, total: int, description: str):
         done: list[str] = []
@@ -436,13 +423,13 @@ def test_interrupted_run_resumes_with_the_rest(capture, server, monkeypatch):
 
         return nullcontext(), advance
 
-    monkeypatch.setattr(relations_module, "item_progress", interrupt_after_two)
+    monkeypatch.setattr(relation_requests, "item_progress", interrupt_after_two)
     with pytest.raises(KeyboardInterrupt):
         run_relations(config(capture, server.url, concurrency=1), progress=False)
     relations_dir = capture / "relationfield_work" / "relations"
     assert sorted(p.name for p in relations_dir.iterdir()) == ["frame_00000.json", "frame_00001.json"]  # no temp files
     assert len(server.chat_requests) == 2
-    monkeypatch.setattr(relations_module, "item_progress", real_bar)
+    monkeypatch.setattr(relation_requests, "item_progress", real_bar)
     summary = run_relations(config(capture, server.url), progress=False)
     assert (summary["done"], summary["skipped"]) == (2, 2) and len(server.chat_requests) == 2 + 2
 

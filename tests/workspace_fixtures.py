@@ -23,7 +23,7 @@ from relationfield.labels.gt_labeler import (
     read_ground_truth,
     read_instance_map,
 )
-from relationfield.preprocess.relations import segments_hash
+from relationfield.preprocess.relation_jobs import segments_hash
 from relationfield.preprocess.workspace import default_workspace, masks_path, relations_path, write_json_atomic
 
 

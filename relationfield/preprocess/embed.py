@@ -73,7 +73,7 @@ from relationfield.labels.format import (
     save_npz_atomic,
 )
 from relationfield.labels.writer import LabelWriter
-from relationfield.preprocess.relations import segments_hash
+from relationfield.preprocess.relation_jobs import segments_hash
 from relationfield.preprocess.workspace import (
     MASKS_DIR,
     capture_frames,
