@@ -23,7 +23,6 @@ Typical use::
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
@@ -33,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from PIL import Image
 
 from relationfield.errors import UserError
@@ -64,7 +62,9 @@ from relationfield.preprocess.workspace import (
     masks_path,
     overlay_path,
     read_json,
+    read_masks,
     relations_path,
+    segments_hash,
     write_json_atomic,
 )
 from relationfield.progress import item_progress
@@ -175,26 +175,6 @@ def fill_prompt(template: str, tags: Sequence[int]) -> str:
     return f"{template}\n\nThe tags in this image are: {tag_text}."
 
 
-def segments_hash(segments: np.ndarray) -> str:
-    """SHA-256 of a segment map's shape and ids (independent of its integer dtype)."""
-    array = np.ascontiguousarray(np.asarray(segments).astype("<u4"))
-    digest = hashlib.sha256(f"{array.shape[0]}x{array.shape[1]}:".encode("ascii"))
-    digest.update(array.tobytes())
-    return digest.hexdigest()
-
-
-def read_masks(path: Path) -> tuple[str, str, np.ndarray]:
-    """``(name, image_hash, segments)`` of a masks file (``ValueError`` / ``OSError`` when unreadable)."""
-    with np.load(path, allow_pickle=False) as data:
-        try:
-            name, image_hash, segments = str(data["name"][()]), str(data["image_hash"][()]), data["segments"]
-        except KeyError as error:
-            raise ValueError(f"{path} lacks {error}") from None
-    if segments.ndim != 2 or not np.issubdtype(segments.dtype, np.integer):
-        raise ValueError(f"{path}: segments must be a 2D integer array, got {segments.dtype} {segments.shape}")
-    return name, image_hash, segments
-
-
 def _matches_redo(name: str, redo: Sequence[str]) -> bool:
     wanted = {normalize_frame_name(entry) for entry in redo} | {entry.strip() for entry in redo}
     return name in wanted or frame_stem(name) in wanted
@@ -255,10 +235,11 @@ def _plan(config: RelationsConfig, data_dir: Path, workspace: Path, summary: dic
             summary["failed"][name] = f"image {image_path} does not exist"
             continue
         try:
-            masks_name, masks_image_hash, segments = read_masks(masks_path(workspace, name))
+            masks = read_masks(masks_path(workspace, name))
         except (OSError, ValueError, EOFError) as error:
             summary["failed"][name] = f"cannot read its masks file: {error}; run `relationfield masks` again"
             continue
+        masks_name, masks_image_hash, segments = masks.name, masks.image_hash, masks.segments
         image_hash = file_sha256(image_path)
         if normalize_frame_name(masks_name) != name:
             summary["failed"][name] = f"its masks file belongs to {masks_name}; run `relationfield masks` again"
@@ -294,7 +275,7 @@ def draw_overlay(data_dir: Path, workspace: Path, job: FrameJob) -> Image.Image:
     Raises:
         ValueError: the masks changed since the run was planned (or do not fit the image).
     """
-    _, _, segments = read_masks(masks_path(workspace, job.name))
+    segments = read_masks(masks_path(workspace, job.name)).segments
     if segments_hash(segments) != job.masks_hash:
         raise ValueError("its masks changed during the run")
     overlay = draw_set_of_mark(load_rgb(data_dir / job.name), segments)
