@@ -35,7 +35,7 @@ text encoder) only embeds frames that changed. A re-run rewrites the same store.
 
 This module holds the stage's options, its entry point and its summary; the scan of the workspace is
 in :mod:`~relationfield.preprocess.embed_inputs`, the crops in :mod:`~relationfield.preprocess.crops`
-and the writing in :mod:`~relationfield.preprocess.label_store`.
+and the writing in :mod:`~relationfield.preprocess.embed_writer`.
 
 Typical use::
 
@@ -66,7 +66,7 @@ from relationfield.labels.format import default_labels_dir
 from relationfield.preprocess.clip_cache import CachedClipEmbedder
 from relationfield.preprocess.crops import DEFAULT_CROP_MARGIN, DEFAULT_CROP_SCALES, CropBackground, CropOptions
 from relationfield.preprocess.embed_inputs import check_something_to_label, scan_workspace
-from relationfield.preprocess.label_store import open_writer, recorded_options, write_frames
+from relationfield.preprocess.embed_writer import open_writer, recorded_options, write_frames
 from relationfield.preprocess.workspace import default_workspace
 
 SemanticSource = Literal["clip", "text"]

@@ -161,8 +161,8 @@ class MasksFile:
 
 
 class MasksFileError(ValueError):
-    """A masks file that lacks an array (``malformed`` False) or whose segments are not a 2D integer
-    image (``malformed`` True); ``detail`` is the reason without the path."""
+    """A masks file that is a broken archive or lacks an array (``malformed`` False), or whose segments
+    are not a 2D integer image (``malformed`` True); ``detail`` is the reason without the path."""
 
     def __init__(self, message: str, detail: str, *, malformed: bool) -> None:
         super().__init__(message)
