@@ -1,6 +1,6 @@
 """Test doubles for the preprocessing stages (no model weights, no network).
 
-:class:`GroundTruthMaskGenerator` implements :class:`relationfield.preprocess.masks.MaskGenerator`
+:class:`GroundTruthMaskGenerator` implements :class:`relationfield.preprocess.sam.MaskGenerator`
 for a capture written by :func:`relationfield.synth.generate_capture`: it answers each image with the
 exact object masks of ``ground_truth/instances/<stem>.png``, so tests of later stages can check that
 the masks stage numbered real objects.

@@ -26,20 +26,18 @@ from relationfield.encoders import (
     parse_clip_encoder_name,
 )
 from relationfield.errors import UserError
-from relationfield.labels.format import MANIFEST_FILE, frame_file_name
+from relationfield.labels.format import MANIFEST_FILE, frame_file_name, mask_boxes
 from relationfield.labels.reader import LabelStore
-from relationfield.preprocess.embed import (
-    CROP_GREY,
-    EmbedConfig,
-    embed_masks,
-    embeddings_path,
-    mask_boxes,
-    mask_crops,
+from relationfield.preprocess.clip_cache import embeddings_path
+from relationfield.preprocess.crops import CROP_GREY, embed_masks, mask_crops
+from relationfield.preprocess.embed import EmbedConfig, run_embed, summary_text
+from relationfield.preprocess.workspace import (
+    masks_path,
     parse_relations,
-    run_embed,
-    summary_text,
+    read_json,
+    relations_path,
+    write_json_atomic,
 )
-from relationfield.preprocess.workspace import masks_path, read_json, relations_path, write_json_atomic
 
 TINY_CLIP = f"open_clip:{TINY_CLIP_MODEL}/{CLIP_RANDOM_INIT}"
 FAILED_FRAME, UNASKED_FRAME = 1, 2
@@ -341,7 +339,7 @@ def test_embed_skips_relations_to_absent_masks(capture: Path, truth, caplog) -> 
         {"subject": first["subject"], "object": first["object"], "predicates": ["  HANGING   on "]},
     ]
     write_json_atomic(path, record)
-    with caplog.at_level(logging.WARNING, logger="relationfield.preprocess.embed"):
+    with caplog.at_level(logging.WARNING, logger="relationfield.preprocess.embed_inputs"):
         summary = run_embed(embed_config(capture), progress=False)
     assert summary["skipped_entries"] == 2
     assert "absent from the masks file" in caplog.text

@@ -16,16 +16,9 @@ from preprocess_stubs import GroundTruthMaskGenerator
 
 from relationfield.errors import UserError
 from relationfield.labels.format import file_sha256
-from relationfield.preprocess.masks import (
-    SAM_CHECKPOINT_URLS,
-    MaskGenerator,
-    MasksConfig,
-    SamMaskGenerator,
-    filter_masks,
-    load_sam,
-    run_masks,
-    summary_text,
-)
+from relationfield.preprocess.mask_filter import filter_masks
+from relationfield.preprocess.masks import MasksConfig, run_masks, summary_text
+from relationfield.preprocess.sam import SAM_CHECKPOINT_URLS, MaskGenerator, SamMaskGenerator, load_sam
 from relationfield.preprocess.workspace import masks_path
 
 MASK_KEYS = {"name", "image_hash", "segments", "scores"}

@@ -23,8 +23,13 @@ from relationfield.labels.gt_labeler import (
     read_ground_truth,
     read_instance_map,
 )
-from relationfield.preprocess.relation_jobs import segments_hash
-from relationfield.preprocess.workspace import default_workspace, masks_path, relations_path, write_json_atomic
+from relationfield.preprocess.workspace import (
+    default_workspace,
+    masks_path,
+    relations_path,
+    segments_hash,
+    write_json_atomic,
+)
 
 
 @dataclass

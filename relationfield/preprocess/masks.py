@@ -1,9 +1,10 @@
 """The ``masks`` stage: class-agnostic masks of the selected frames, one ``masks/<stem>.npz`` each.
 
-For every selected frame of the capture the stage runs a :class:`MaskGenerator` (SAM's automatic
-mask generator in practice), keeps the best non-duplicate masks (:func:`filter_masks`), rasterises
-them into one segment map (smaller masks win where masks overlap) and writes the file described in
-:mod:`relationfield.preprocess.workspace`. Frames whose masks file already records the image's
+For every selected frame of the capture the stage runs a
+:class:`~relationfield.preprocess.sam.MaskGenerator` (SAM's automatic mask generator in practice),
+keeps the best non-duplicate masks (:func:`~relationfield.preprocess.mask_filter.filter_masks`),
+rasterises them into one segment map (smaller masks win where masks overlap) and writes the file
+described in :mod:`relationfield.preprocess.workspace`. Frames whose masks file already records the image's
 current hash are skipped, so an interrupted run resumes where it stopped and a changed image is
 segmented again.
 
@@ -16,260 +17,32 @@ Typical use::
 from __future__ import annotations
 
 import time
-import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any
 
-import numpy as np
-
-from relationfield.devices import default_device
 from relationfield.errors import UserError
 from relationfield.images import load_rgb
 from relationfield.labels.format import MAX_MASKS_PER_FRAME, file_sha256, normalize_frame_name, save_npz_atomic
-from relationfield.labels.writer import segments_from_masks
 from relationfield.preprocess.frames import select_frames
-from relationfield.preprocess.workspace import capture_frames, default_workspace, failure_lines, frame_stem, masks_path
+from relationfield.preprocess.mask_filter import filter_masks, masks_arrays
+from relationfield.preprocess.sam import (
+    SAM_CHECKPOINT_URLS,
+    MaskGenerator,
+    SamMaskGenerator,
+    SamModelType,
+    missing_checkpoint_message,
+)
+from relationfield.preprocess.workspace import (
+    capture_frames,
+    default_workspace,
+    failure_lines,
+    frame_stem,
+    masks_path,
+    read_masks,
+)
 from relationfield.progress import item_progress
-
-SamModelType = Literal["vit_h", "vit_l", "vit_b"]
-
-#: Official SAM checkpoints (github.com/facebookresearch/segment-anything).
-SAM_CHECKPOINT_URLS: dict[str, str] = {
-    "vit_h": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth",
-    "vit_l": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth",
-    "vit_b": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth",
-}
-
-#: Width of each SAM image encoder (the last dimension of ``image_encoder.pos_embed``).
-_ENCODER_WIDTHS: dict[int, str] = {1280: "vit_h", 1024: "vit_l", 768: "vit_b"}
-
-#: A mask record as SAM's automatic mask generator returns it: ``segmentation`` (bool ``[H, W]``),
-#: ``area`` (pixels), ``predicted_iou`` and ``stability_score`` (floats); other keys are kept as is.
-MaskRecord = dict[str, Any]
-
-
-@runtime_checkable
-class MaskGenerator(Protocol):
-    """Anything that proposes class-agnostic masks for an image.
-
-    ``generate(image, name)`` receives the RGB image (``uint8 [H, W, 3]``) and its path relative to
-    the capture as in ``transforms.json`` (normalised, e.g. ``images/frame_00000.png``) and returns
-    SAM-style :data:`MaskRecord` s whose ``segmentation`` has the image's size. SAM ignores the name;
-    it lets test doubles (or precomputed masks) look up the frame.
-    """
-
-    def generate(self, image: np.ndarray, name: str) -> list[MaskRecord]:
-        """The mask records of ``image`` (any order, duplicates allowed)."""
-        ...
-
-
-class SamMaskGenerator:
-    """SAM's automatic mask generator behind the :class:`MaskGenerator` interface.
-
-    Args:
-        model: a ``segment_anything.modeling.Sam`` (already on its device; see
-            :meth:`from_checkpoint` to load an official checkpoint).
-        points_per_side: the prompt grid has ``points_per_side ** 2`` points.
-        pred_iou_thresh: drop masks whose predicted IoU is below this.
-        stability_score_thresh: drop masks whose stability score is below this.
-        min_mask_region_area: remove holes and islands smaller than this many pixels (0: off).
-        points_per_batch: prompts run through the model at once (memory vs. speed).
-    """
-
-    def __init__(
-        self,
-        model: Any,
-        *,
-        points_per_side: int = 32,
-        pred_iou_thresh: float = 0.88,
-        stability_score_thresh: float = 0.95,
-        min_mask_region_area: int = 0,
-        points_per_batch: int = 64,
-    ) -> None:
-        from segment_anything import SamAutomaticMaskGenerator
-
-        self.model = model
-        self._generator = SamAutomaticMaskGenerator(
-            model,
-            points_per_side=int(points_per_side),
-            points_per_batch=int(points_per_batch),
-            pred_iou_thresh=float(pred_iou_thresh),
-            stability_score_thresh=float(stability_score_thresh),
-            min_mask_region_area=int(min_mask_region_area),
-            output_mode="binary_mask",
-        )
-
-    @classmethod
-    def from_checkpoint(
-        cls,
-        checkpoint: Path,
-        model_type: SamModelType = "vit_h",
-        device: str | None = None,
-        **options: Any,
-    ) -> SamMaskGenerator:
-        """Load an official SAM checkpoint (see :func:`load_sam`) and wrap it; ``options`` go to
-        the constructor."""
-        return cls(load_sam(checkpoint, model_type, device), **options)
-
-    def generate(self, image: np.ndarray, name: str = "") -> list[MaskRecord]:
-        """SAM's mask records of ``image`` (``uint8 [H, W, 3]`` RGB); ``name`` is ignored."""
-        del name
-        return list(self._generator.generate(np.ascontiguousarray(image)))
-
-
-def missing_checkpoint_message(model_type: str, path: Path | None = None) -> str:
-    """Explain where to get a SAM checkpoint and how to pass it."""
-    where = "No SAM checkpoint was given" if path is None else f"The SAM checkpoint {path} does not exist"
-    urls = "\n".join(f"  {kind}: {url}" for kind, url in SAM_CHECKPOINT_URLS.items())
-    return (
-        f"{where}. Download one of the official checkpoints:\n{urls}\n"
-        f"and pass it with --sam-checkpoint PATH (with --model-type matching it; now {model_type})."
-    )
-
-
-def load_sam(checkpoint: Path, model_type: SamModelType = "vit_h", device: str | None = None) -> Any:
-    """Build SAM's ``model_type`` architecture with segment-anything's builder and load ``checkpoint``.
-
-    The state dict is read with ``torch.load(..., map_location="cpu", weights_only=True)`` (a GPU
-    checkpoint loads on a CPU-only machine, and nothing but tensors is unpickled), then the model is
-    moved to ``device`` (default: :func:`default_device`) and put in eval mode.
-
-    Raises:
-        UserError: the checkpoint is missing or unreadable, is not a state dict, or does not fit
-            ``model_type`` (the message names the type it fits when that can be told).
-    """
-    import torch
-    from segment_anything import sam_model_registry
-
-    checkpoint = Path(checkpoint)
-    if model_type not in SAM_CHECKPOINT_URLS:
-        raise UserError(f"unknown SAM model type {model_type!r}; choose one of {', '.join(SAM_CHECKPOINT_URLS)}")
-    if not checkpoint.is_file():
-        raise UserError(missing_checkpoint_message(model_type, checkpoint))
-    try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many kinds (UnpicklingError, RuntimeError, EOFError, ...)
-        raise UserError(f"Cannot read the SAM checkpoint {checkpoint}: {type(error).__name__}: {error}") from None
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise UserError(f"{checkpoint} is not a SAM checkpoint (expected a state dict of tensors).")
-    model = sam_model_registry[model_type](checkpoint=None)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:
-        raise UserError(_mismatch_message(checkpoint, model_type, state, error)) from None
-    device = device or default_device()
-    try:
-        return model.to(device).eval()
-    except (RuntimeError, AssertionError, ValueError) as error:  # torch asserts when CUDA is absent
-        raise UserError(f"Cannot put SAM on device {device!r}: {error}") from None
-
-
-def _mismatch_message(checkpoint: Path, model_type: str, state: Mapping[str, Any], error: Exception) -> str:
-    """Explain that ``checkpoint`` does not fit ``model_type``, guessing the type it fits."""
-    pos_embed = state.get("image_encoder.pos_embed")
-    guess = _ENCODER_WIDTHS.get(int(pos_embed.shape[-1])) if pos_embed is not None and pos_embed.ndim else None
-    hint = (
-        f" It looks like a {guess} checkpoint: pass --model-type {guess}."
-        if guess and guess != model_type
-        else " Check that it is an official SAM checkpoint and that --model-type matches it."
-    )
-    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return f"The SAM checkpoint {checkpoint} does not fit --model-type {model_type} ({first_line}).{hint}"
-
-
-def mask_quality(record: Mapping[str, Any]) -> float:
-    """A record's quality: ``predicted_iou * stability_score`` (a missing value counts as 1)."""
-    return float(record.get("predicted_iou", 1.0)) * float(record.get("stability_score", 1.0))
-
-
-def _bool_mask(record: Mapping[str, Any]) -> np.ndarray:
-    """A record's ``segmentation`` as a 2D bool array."""
-    mask = np.asarray(record["segmentation"])
-    if mask.ndim != 2:
-        raise ValueError(f"a mask's segmentation must be a 2D array, got shape {mask.shape}")
-    return mask.astype(bool, copy=False)
-
-
-def _bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """``(row0, row1, col0, col1)`` (exclusive ends) of a non-empty mask."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-
-
-def _iou(
-    mask_a: np.ndarray,
-    box_a: tuple[int, int, int, int],
-    area_a: int,
-    mask_b: np.ndarray,
-    box_b: tuple[int, int, int, int],
-    area_b: int,
-) -> float:
-    """IoU of two masks; the intersection is only counted inside the overlap of their boxes."""
-    row0, row1 = max(box_a[0], box_b[0]), min(box_a[1], box_b[1])
-    col0, col1 = max(box_a[2], box_b[2]), min(box_a[3], box_b[3])
-    if row0 >= row1 or col0 >= col1:
-        return 0.0
-    inter = int(np.count_nonzero(mask_a[row0:row1, col0:col1] & mask_b[row0:row1, col0:col1]))
-    return inter / float(area_a + area_b - inter)
-
-
-def filter_masks(
-    records: Sequence[MaskRecord],
-    max_masks: int,
-    min_area_fraction: float = 0.001,
-    duplicate_iou: float = 0.85,
-) -> list[MaskRecord]:
-    """Keep the best distinct masks of one image.
-
-    1. drop masks covering less than ``min_area_fraction`` of the image (and empty ones);
-    2. go through the rest from the best quality (:func:`mask_quality`) down, dropping a mask whose
-       IoU with an already kept one exceeds ``duplicate_iou``, until ``max_masks`` are kept;
-    3. return the kept records ordered by area, largest first (ties: better quality, then input
-       order), so that mask numbers are stable from run to run.
-
-    Args:
-        records: SAM-style records of one image (all masks of the same size).
-        max_masks: the most masks to keep (>= 1).
-        min_area_fraction: smallest mask area kept, as a fraction of the image's pixels.
-        duplicate_iou: IoU above which the worse of two masks is dropped.
-
-    Returns:
-        The kept records (the same dict objects), in the order described above.
-    """
-    if max_masks < 1:
-        raise ValueError(f"max_masks must be >= 1, got {max_masks}")
-    if not 0.0 <= min_area_fraction < 1.0:
-        raise ValueError(f"min_area_fraction must be in [0, 1), got {min_area_fraction}")
-    if not 0.0 < duplicate_iou <= 1.0:
-        raise ValueError(f"duplicate_iou must be in (0, 1], got {duplicate_iou}")
-    masks = [_bool_mask(record) for record in records]
-    if len({mask.shape for mask in masks}) > 1:
-        raise ValueError("all masks of one image must have the same size")
-    if not masks:
-        return []
-    areas = [int(np.count_nonzero(mask)) for mask in masks]
-    min_area = max(1.0, min_area_fraction * masks[0].size)
-    qualities = [mask_quality(record) for record in records]
-    candidates = [index for index, area in enumerate(areas) if area >= min_area]
-    candidates.sort(key=lambda index: (-qualities[index], -areas[index], index))
-
-    kept: list[int] = []
-    boxes: dict[int, tuple[int, int, int, int]] = {}
-    for index in candidates:
-        if len(kept) >= max_masks:
-            break
-        boxes[index] = _bounding_box(masks[index])
-        duplicate = any(
-            _iou(masks[index], boxes[index], areas[index], masks[other], boxes[other], areas[other]) > duplicate_iou
-            for other in kept
-        )
-        if not duplicate:
-            kept.append(index)
-    kept.sort(key=lambda index: (-areas[index], -qualities[index], index))
-    return [records[index] for index in kept]
 
 
 @dataclass
@@ -354,32 +127,6 @@ def build_generator(config: MasksConfig) -> SamMaskGenerator:
     )
 
 
-def read_masks_header(path: Path) -> tuple[str, str] | None:
-    """``(name, image_hash)`` of an existing masks file, or ``None`` when it is absent or unreadable."""
-    if not Path(path).is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return str(data["name"][()]), str(data["image_hash"][()])
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-        return None
-
-
-def masks_arrays(
-    name: str, image_hash: str, records: Sequence[MaskRecord], shape: tuple[int, int]
-) -> dict[str, np.ndarray]:
-    """The arrays of a masks file from the kept ``records`` (local id ``k`` = ``records[kept[k-1]]``)."""
-    if records:
-        stack = np.stack([_bool_mask(record) for record in records])
-        if stack.shape[1:] != tuple(shape):
-            raise ValueError(f"the mask generator returned masks of size {stack.shape[1:]} for a {shape} image")
-        segments, kept = segments_from_masks(stack)
-        scores = np.array([mask_quality(records[index]) for index in kept], dtype=np.float32)
-    else:
-        segments, scores = np.zeros(shape, dtype=np.uint8), np.zeros(0, dtype=np.float32)
-    return {"name": np.array(name), "image_hash": np.array(image_hash), "segments": segments, "scores": scores}
-
-
 def run_masks(config: MasksConfig, generator: MaskGenerator | None = None, progress: bool = True) -> dict[str, Any]:
     """Segment the selected frames of ``config.data`` into the workspace (see the module docstring).
 
@@ -406,8 +153,6 @@ def run_masks(config: MasksConfig, generator: MaskGenerator | None = None, progr
         selected = select_frames(frames, config.max_frames, config.stride)
     except ValueError as error:
         raise UserError(f"cannot select frames of {data_dir / 'transforms.json'}: {error}") from None
-    names = _frame_names(frames, selected)
-
     summary: dict[str, Any] = {
         "workspace": str(workspace),
         "frames": len(frames),
@@ -417,18 +162,7 @@ def run_masks(config: MasksConfig, generator: MaskGenerator | None = None, progr
         "failed": {},
         "masks": 0,
     }
-    todo: list[tuple[str, str]] = []  # (name, image hash)
-    for name in names:
-        image_path = data_dir / name
-        if not image_path.is_file():
-            summary["failed"][name] = f"image {image_path} does not exist"
-            continue
-        image_hash = file_sha256(image_path)
-        if not config.overwrite and read_masks_header(masks_path(workspace, name)) == (name, image_hash):
-            summary["skipped"] += 1
-        else:
-            todo.append((name, image_hash))
-
+    todo = _frames_to_segment(config, data_dir, workspace, _frame_names(frames, selected), summary)
     if todo:
         active = generator if generator is not None else build_generator(config)
         bar, advance = item_progress(progress, len(todo), "Segmenting")
@@ -441,6 +175,36 @@ def run_masks(config: MasksConfig, generator: MaskGenerator | None = None, progr
     if summary["failed"] and not summary["segmented"] and not summary["skipped"]:
         raise UserError(f"no frame could be segmented:\n{failure_lines(summary['failed'])}")
     return summary
+
+
+def _is_up_to_date(path: Path, name: str, image_hash: str) -> bool:
+    """Whether ``path`` is a readable masks file of the image ``name`` with the hash ``image_hash``."""
+    if not path.is_file():
+        return False
+    try:
+        masks = read_masks(path)
+    except (OSError, ValueError, EOFError):  # unreadable or malformed: segmented again
+        return False
+    return (masks.name, masks.image_hash) == (name, image_hash)
+
+
+def _frames_to_segment(
+    config: MasksConfig, data_dir: Path, workspace: Path, names: Sequence[str], summary: dict[str, Any]
+) -> list[tuple[str, str]]:
+    """``(name, image hash)`` of the frames to segment; up-to-date frames and missing images are
+    counted in ``summary`` instead."""
+    todo: list[tuple[str, str]] = []
+    for name in names:
+        image_path = data_dir / name
+        if not image_path.is_file():
+            summary["failed"][name] = f"image {image_path} does not exist"
+            continue
+        image_hash = file_sha256(image_path)
+        if not config.overwrite and _is_up_to_date(masks_path(workspace, name), name, image_hash):
+            summary["skipped"] += 1
+        else:
+            todo.append((name, image_hash))
+    return todo
 
 
 def _frame_names(frames: Sequence[Mapping[str, Any]], selected: Sequence[int]) -> list[str]:

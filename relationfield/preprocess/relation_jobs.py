@@ -9,13 +9,11 @@ not change.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PIL import Image
 
 from relationfield.errors import UserError
@@ -31,7 +29,9 @@ from relationfield.preprocess.workspace import (
     masks_path,
     overlay_path,
     read_json,
+    read_masks,
     relations_path,
+    segments_hash,
     write_json_atomic,
 )
 
@@ -52,26 +52,6 @@ class FrameJob:
     """The mask ids present, the tags of the overlay."""
     previous_ok: bool
     """Whether its relations file holds an ok answer (kept when asking again fails)."""
-
-
-def segments_hash(segments: np.ndarray) -> str:
-    """SHA-256 of a segment map's shape and ids (independent of its integer dtype)."""
-    array = np.ascontiguousarray(np.asarray(segments).astype("<u4"))
-    digest = hashlib.sha256(f"{array.shape[0]}x{array.shape[1]}:".encode("ascii"))
-    digest.update(array.tobytes())
-    return digest.hexdigest()
-
-
-def read_masks(path: Path) -> tuple[str, str, np.ndarray]:
-    """``(name, image_hash, segments)`` of a masks file (``ValueError`` / ``OSError`` when unreadable)."""
-    with np.load(path, allow_pickle=False) as data:
-        try:
-            name, image_hash, segments = str(data["name"][()]), str(data["image_hash"][()]), data["segments"]
-        except KeyError as error:
-            raise ValueError(f"{path} lacks {error}") from None
-    if segments.ndim != 2 or not np.issubdtype(segments.dtype, np.integer):
-        raise ValueError(f"{path}: segments must be a 2D integer array, got {segments.dtype} {segments.shape}")
-    return name, image_hash, segments
 
 
 def _matches_redo(name: str, redo: Sequence[str]) -> bool:
@@ -128,9 +108,10 @@ def _frame_job(data_dir: Path, workspace: Path, name: str, redo: Sequence[str]) 
     if not image_path.is_file():
         return f"image {image_path} does not exist"
     try:
-        masks_name, masks_image_hash, segments = read_masks(masks_path(workspace, name))
+        masks = read_masks(masks_path(workspace, name))
     except (OSError, ValueError, EOFError) as error:
         return f"cannot read its masks file: {error}; run `relationfield masks` again"
+    masks_name, masks_image_hash, segments = masks.name, masks.image_hash, masks.segments
     image_hash = file_sha256(image_path)
     if normalize_frame_name(masks_name) != name:
         return f"its masks file belongs to {masks_name}; run `relationfield masks` again"
@@ -189,7 +170,7 @@ def draw_overlay(data_dir: Path, workspace: Path, job: FrameJob) -> Image.Image:
     Raises:
         ValueError: the masks changed since the run was planned (or do not fit the image).
     """
-    _, _, segments = read_masks(masks_path(workspace, job.name))
+    segments = read_masks(masks_path(workspace, job.name)).segments
     if segments_hash(segments) != job.masks_hash:
         raise ValueError("its masks changed during the run")
     overlay = draw_set_of_mark(load_rgb(data_dir / job.name), segments)
