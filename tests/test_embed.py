@@ -27,7 +27,7 @@ from relationfield.encoders import (
 )
 from relationfield.errors import UserError
 from relationfield.labels.format import MANIFEST_FILE, frame_file_name
-from relationfield.labels.reader import LabelStore
+from relationfield.labels.store import LabelStore
 from relationfield.preprocess.embed import (
     CROP_GREY,
     EmbedConfig,
