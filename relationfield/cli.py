@@ -89,11 +89,9 @@ class LabelGt:
     """Seed of the label noise."""
 
     def main(self) -> None:
-        from relationfield.labels.gt_labeler import label_from_ground_truth
+        from relationfield.labels.gt_labeler import check_label_gt_options, label_from_ground_truth
 
-        for name, value in (("--relation-noise", self.relation_noise), ("--drop-rate", self.drop_rate)):
-            if not 0.0 <= value <= 1.0:
-                raise UserError(f"{name} must be a probability in [0, 1], got {value}")
+        check_label_gt_options(self.relation_noise, self.drop_rate, self.seed, cli=True)
         labels_dir = label_from_ground_truth(
             self.data,
             labels_dir=self.labels_dir,

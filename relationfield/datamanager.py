@@ -119,7 +119,7 @@ def frame_names(image_filenames: Sequence[Path], root: Path) -> list[str]:
 
 def read_label_spec(labels_dir: Path) -> LabelSpec:
     """Embedding sizes and encoders from a label store's manifest (cheap: no frames are read)."""
-    from relationfield.labels.reader import read_manifest
+    from relationfield.labels.manifest import read_manifest
 
     manifest = read_manifest(Path(labels_dir))
     return LabelSpec(

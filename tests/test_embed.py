@@ -27,7 +27,7 @@ from relationfield.encoders import (
 )
 from relationfield.errors import UserError
 from relationfield.labels.format import MANIFEST_FILE, frame_file_name, mask_boxes
-from relationfield.labels.reader import LabelStore
+from relationfield.labels.store import LabelStore
 from relationfield.preprocess.clip_cache import embeddings_path
 from relationfield.preprocess.crops import CROP_GREY, embed_masks, mask_crops
 from relationfield.preprocess.embed import EmbedConfig, run_embed, summary_text

@@ -15,7 +15,7 @@ from PIL import Image
 from preprocess_stubs import GroundTruthMaskGenerator
 
 from relationfield.encoders import OFFLINE_TEXT_ENCODER
-from relationfield.labels.reader import LabelStore
+from relationfield.labels.store import LabelStore
 from relationfield.preprocess.embed import EmbedConfig, run_embed
 from relationfield.preprocess.masks import MasksConfig, run_masks
 from relationfield.preprocess.relations import RelationsConfig, run_relations

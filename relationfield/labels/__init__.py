@@ -2,7 +2,9 @@
 
 * :mod:`relationfield.labels.format` - the on-disk layout and shared helpers (hashing, atomic writes)
 * :mod:`relationfield.labels.writer` - :class:`LabelWriter`, :func:`segments_from_masks`
-* :mod:`relationfield.labels.reader` - :class:`LabelStore`
+* :mod:`relationfield.labels.manifest` - :func:`read_manifest` and the check that labels match the capture
+* :mod:`relationfield.labels.frames` - reading one frame file and the predicate table
+* :mod:`relationfield.labels.store` - :class:`LabelStore`, the store as training tensors
 * :mod:`relationfield.labels.gt_labeler` - :func:`label_from_ground_truth` for synthetic captures
 """
 
@@ -14,11 +16,11 @@ from relationfield.labels.format import (
     normalize_frame_name,
 )
 
-# The reader and the labeler import torch; load them on first use so that the format helpers (and the
+# The store and the labeler import torch; load them on first use so that the format helpers (and the
 # CLI's --help) stay light.
 _LAZY = {
     "label_from_ground_truth": "relationfield.labels.gt_labeler",
-    "LabelStore": "relationfield.labels.reader",
+    "LabelStore": "relationfield.labels.store",
     "LabelWriter": "relationfield.labels.writer",
     "segments_from_masks": "relationfield.labels.writer",
 }

@@ -19,13 +19,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
-from relationfield.encoders import OFFLINE_TEXT_ENCODER, load_text_encoder
+from relationfield.encoders import OFFLINE_TEXT_ENCODER, TextEncoder, load_text_encoder
 from relationfield.errors import UserError
 from relationfield.labels.format import default_labels_dir, normalize_frame_name
 from relationfield.labels.writer import LabelWriter
@@ -166,6 +166,29 @@ def _noisy_relations(
     return noisy
 
 
+def check_label_gt_options(relation_noise: float, drop_rate: float, seed: int, *, cli: bool = False) -> None:
+    """Check the options of ``label-gt`` (the one definition the CLI and :func:`label_from_ground_truth` share).
+
+    Args:
+        relation_noise: must be a probability (0 to 1).
+        drop_rate: must be a probability (0 to 1).
+        seed: must be a non-negative integer.
+        cli: name the options as the command line spells them (``--relation-noise``) in the message.
+
+    Raises:
+        UserError: an option is out of range.
+    """
+
+    def spelled(option: str) -> str:
+        return "--" + option.replace("_", "-") if cli else option
+
+    for option, value in (("relation_noise", relation_noise), ("drop_rate", drop_rate)):
+        if not 0.0 <= float(value) <= 1.0:
+            raise UserError(f"{spelled(option)} must be between 0 and 1, got {value}.")
+    if int(seed) < 0:
+        raise UserError(f"{spelled('seed')} must be a non-negative integer, got {seed}.")
+
+
 def label_from_ground_truth(
     data_dir: Path,
     *,
@@ -195,29 +218,11 @@ def label_from_ground_truth(
         UserError: not a synthetic capture, unreadable ground truth, or bad options.
     """
     data_dir = Path(data_dir)
-    for option, value in (("relation_noise", relation_noise), ("drop_rate", drop_rate)):
-        if not 0.0 <= float(value) <= 1.0:
-            raise UserError(f"{option} must be between 0 and 1, got {value}.")
-    if int(seed) < 0:
-        raise UserError(f"seed must be a non-negative integer, got {seed}.")
+    check_label_gt_options(relation_noise, drop_rate, seed)
     names = read_frame_names(data_dir)
     truth = read_ground_truth(data_dir)
-    instances_dir = data_dir / GROUND_TRUTH_DIR / INSTANCES_DIR
-    if not instances_dir.is_dir():
-        raise _missing_ground_truth(data_dir, instances_dir)
-    instance_paths = [instances_dir / f"{PurePosixPath(name).stem}.png" for name in names]
-    missing = [str(path) for path in instance_paths if not path.is_file()]
-    if missing:
-        raise UserError(f"{len(missing)} instance map(s) are missing, e.g. {missing[0]}; regenerate the capture.")
-
+    instance_paths = _instance_paths(data_dir, names)
     encoder = load_text_encoder(text_encoder)
-    predicates = truth.predicates
-    object_ids = sorted(truth.labels)
-    object_texts = sorted({truth.labels[i] for i in object_ids})
-    texts = list(dict.fromkeys([*object_texts, *predicates, NONE_PREDICATE]))
-    table = dict(zip(texts, encoder.encode(texts).numpy()))  # each unique text encoded once
-
-    labels_dir = Path(labels_dir) if labels_dir is not None else default_labels_dir(data_dir)
     options: dict[str, Any] = {
         "text_encoder": encoder.name,
         "relation_noise": float(relation_noise),
@@ -225,52 +230,109 @@ def label_from_ground_truth(
         "seed": int(seed),
         "min_mask_pixels": MIN_MASK_PIXELS,
     }
-    writer = LabelWriter(
-        labels_dir,
-        semantic_encoder=encoder.name,
-        semantic_dim=encoder.dim,
-        relation_encoder=encoder.name,
-        relation_dim=encoder.dim,
-        producer="label-gt",
-        options=options,
-    )
-    writer.set_predicates(
-        predicates,
-        np.stack([table[p] for p in predicates]) if predicates else np.zeros((0, encoder.dim), np.float32),
-        table[NONE_PREDICATE],
-    )
-
-    unknown_ids: set[int] = set()
+    labels_dir = Path(labels_dir) if labels_dir is not None else default_labels_dir(data_dir)
+    labeler = _FrameLabeler.start(labels_dir, truth, encoder, options, relation_noise, drop_rate, int(seed))
     with new_progress(progress, transient=True) as bar:
         task = bar.add_task("Labelling frames from ground truth", total=len(names))
         for index, (name, instance_path) in enumerate(zip(names, instance_paths)):
             instance_map = read_instance_map(instance_path)
             _check_size(data_dir / name, instance_path, instance_map.shape)
-            counts = np.bincount(instance_map.reshape(-1))
-            visible = [i for i in object_ids if i < len(counts) and counts[i] >= MIN_MASK_PIXELS]
-            unknown_ids.update(int(i) for i in np.flatnonzero(counts[1:]) + 1 if int(i) not in truth.labels)
-            lut = np.zeros(max(len(counts), 1), dtype=np.int64)
-            lut[visible] = np.arange(1, len(visible) + 1)
-            local = {object_id: k for k, object_id in enumerate(visible, start=1)}
-            relations = [
-                (local[subject], local[obj], frame_predicates)
-                for (subject, obj), frame_predicates in truth.relations.items()
-                if subject in local and obj in local
-            ]
-            rng = np.random.default_rng([int(seed), index])
-            relations = _noisy_relations(relations, predicates, rng, relation_noise, drop_rate)
-            labels = [truth.labels[i] for i in visible]
-            writer.write_frame(
-                name,
-                lut[instance_map],
-                np.stack([table[label] for label in labels]) if labels else np.zeros((0, encoder.dim), np.float32),
-                relations,
-                mask_labels=labels,
-            )
+            labeler.label(index, name, instance_map)
             bar.advance(task)
-    if unknown_ids:
+    if labeler.unknown_ids:
         logger.warning(
             "Instance maps contain object ids that the scene graph does not list (left unlabelled): %s",
-            sorted(unknown_ids)[:20],
+            sorted(labeler.unknown_ids)[:20],
         )
-    return writer.finalize(data_dir, names)
+    return labeler.writer.finalize(data_dir, names)
+
+
+def _instance_paths(data_dir: Path, names: list[str]) -> list[Path]:
+    """The instance map of each frame (``ground_truth/instances/<image stem>.png``); all must exist."""
+    instances_dir = data_dir / GROUND_TRUTH_DIR / INSTANCES_DIR
+    if not instances_dir.is_dir():
+        raise _missing_ground_truth(data_dir, instances_dir)
+    instance_paths = [instances_dir / f"{PurePosixPath(name).stem}.png" for name in names]
+    missing = [str(path) for path in instance_paths if not path.is_file()]
+    if missing:
+        raise UserError(f"{len(missing)} instance map(s) are missing, e.g. {missing[0]}; regenerate the capture.")
+    return instance_paths
+
+
+@dataclass
+class _FrameLabeler:
+    """Writes the labels of one frame after another from the ground truth."""
+
+    writer: LabelWriter
+    """The store being written (its predicate table is set)."""
+    truth: GroundTruth
+    """The capture's scene graph."""
+    table: dict[str, np.ndarray]
+    """Embedding of every object label and predicate text (and of "none")."""
+    dim: int
+    """The embedding dimension."""
+    relation_noise: float
+    """Probability of a wrong predicate."""
+    drop_rate: float
+    """Probability of dropping a relation from a frame."""
+    seed: int
+    """Seed of the noise; frame ``i`` draws from ``default_rng([seed, i])``."""
+    unknown_ids: set[int] = field(default_factory=set)
+    """Instance ids seen in the maps that the scene graph does not list."""
+
+    @classmethod
+    def start(
+        cls,
+        labels_dir: Path,
+        truth: GroundTruth,
+        encoder: TextEncoder,
+        options: dict[str, Any],
+        relation_noise: float,
+        drop_rate: float,
+        seed: int,
+    ) -> _FrameLabeler:
+        """Embed the scene graph's texts, open the writer and set its predicate table."""
+        predicates = truth.predicates
+        object_texts = sorted({truth.labels[i] for i in sorted(truth.labels)})
+        texts = list(dict.fromkeys([*object_texts, *predicates, NONE_PREDICATE]))
+        table = dict(zip(texts, encoder.encode(texts).numpy()))  # each unique text encoded once
+        writer = LabelWriter(
+            labels_dir,
+            semantic_encoder=encoder.name,
+            semantic_dim=encoder.dim,
+            relation_encoder=encoder.name,
+            relation_dim=encoder.dim,
+            producer="label-gt",
+            options=options,
+        )
+        writer.set_predicates(
+            predicates,
+            np.stack([table[p] for p in predicates]) if predicates else np.zeros((0, encoder.dim), np.float32),
+            table[NONE_PREDICATE],
+        )
+        return cls(writer, truth, table, encoder.dim, relation_noise, drop_rate, seed)
+
+    def label(self, index: int, name: str, instance_map: np.ndarray) -> None:
+        """Write frame ``index`` (image ``name``): its visible objects as masks and their relations."""
+        truth = self.truth
+        counts = np.bincount(instance_map.reshape(-1))
+        visible = [i for i in sorted(truth.labels) if i < len(counts) and counts[i] >= MIN_MASK_PIXELS]
+        self.unknown_ids.update(int(i) for i in np.flatnonzero(counts[1:]) + 1 if int(i) not in truth.labels)
+        lut = np.zeros(max(len(counts), 1), dtype=np.int64)
+        lut[visible] = np.arange(1, len(visible) + 1)
+        local = {object_id: k for k, object_id in enumerate(visible, start=1)}
+        relations = [
+            (local[subject], local[obj], frame_predicates)
+            for (subject, obj), frame_predicates in truth.relations.items()
+            if subject in local and obj in local
+        ]
+        rng = np.random.default_rng([self.seed, index])
+        relations = _noisy_relations(relations, truth.predicates, rng, self.relation_noise, self.drop_rate)
+        labels = [truth.labels[i] for i in visible]
+        self.writer.write_frame(
+            name,
+            lut[instance_map],
+            np.stack([self.table[label] for label in labels]) if labels else np.zeros((0, self.dim), np.float32),
+            relations,
+            mask_labels=labels,
+        )

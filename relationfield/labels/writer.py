@@ -100,6 +100,16 @@ def segments_from_masks(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lut[painted].astype(dtype), kept.astype(np.int64)
 
 
+def _segment_map(name: str, segments: np.ndarray, num_masks: int) -> np.ndarray:
+    """Validate a frame's segment map (ids ``0..num_masks``); uint8 when ``num_masks <= 255``, else uint16."""
+    segment_map = np.asarray(segments)
+    if segment_map.ndim != 2 or not np.issubdtype(segment_map.dtype, np.integer):
+        raise ValueError(f"segments must be a 2D integer array, got {segment_map.dtype} {segment_map.shape}")
+    if segment_map.size and (segment_map.min() < 0 or segment_map.max() > num_masks):
+        raise ValueError(f"segments of {name} hold ids outside 0..{num_masks} (the number of mask embeddings)")
+    return segment_map.astype(np.uint8 if num_masks <= 255 else np.uint16)
+
+
 class LabelWriter:
     """Writes the frames, predicate table and manifest of a label store.
 
@@ -224,30 +234,10 @@ class LabelWriter:
             The path of the written frame file.
         """
         name = normalize_frame_name(name)
-        file_name = frame_file_name(name)
-        if name in self._frames:
-            raise ValueError(f"frame {name} was already written")
-        if file_name in self._files:
-            raise ValueError(
-                f"frames {self._files[file_name]} and {name} have the same file stem; "
-                "the label store names frame files by image stem"
-            )
-
-        embeddings = _as_float_array(mask_embeddings, "mask embeddings")
-        if embeddings.ndim != 2 or (embeddings.shape[1] != self.semantic_dim and len(embeddings)):
-            raise ValueError(f"mask embeddings must have shape [n, {self.semantic_dim}], got {embeddings.shape}")
+        file_name = self._new_frame_file(name)
+        embeddings = self._mask_embeddings(mask_embeddings)
         num_masks = embeddings.shape[0]
-        embeddings = embeddings.reshape(num_masks, self.semantic_dim)
-        if num_masks > MAX_MASKS_PER_FRAME:
-            raise ValueError(f"a frame may hold at most {MAX_MASKS_PER_FRAME} masks, got {num_masks}")
-
-        segment_map = np.asarray(segments)
-        if segment_map.ndim != 2 or not np.issubdtype(segment_map.dtype, np.integer):
-            raise ValueError(f"segments must be a 2D integer array, got {segment_map.dtype} {segment_map.shape}")
-        if segment_map.size and (segment_map.min() < 0 or segment_map.max() > num_masks):
-            raise ValueError(f"segments of {name} hold ids outside 0..{num_masks} (the number of mask embeddings)")
-        segment_map = segment_map.astype(np.uint8 if num_masks <= 255 else np.uint16)
-
+        segment_map = _segment_map(name, segments, num_masks)
         labels = [""] * num_masks if mask_labels is None else [str(label) for label in mask_labels]
         if len(labels) != num_masks:
             raise ValueError(f"got {len(labels)} mask labels for {num_masks} masks")
@@ -267,6 +257,28 @@ class LabelWriter:
         self._frames[name] = file_name
         self._files[file_name] = name
         return path
+
+    def _new_frame_file(self, name: str) -> str:
+        """The frame file name of the normalised image ``name``, which must not have been written yet."""
+        file_name = frame_file_name(name)
+        if name in self._frames:
+            raise ValueError(f"frame {name} was already written")
+        if file_name in self._files:
+            raise ValueError(
+                f"frames {self._files[file_name]} and {name} have the same file stem; "
+                "the label store names frame files by image stem"
+            )
+        return file_name
+
+    def _mask_embeddings(self, mask_embeddings: Any) -> np.ndarray:
+        """Validate a frame's mask embeddings; float32 ``[n, semantic_dim]``."""
+        embeddings = _as_float_array(mask_embeddings, "mask embeddings")
+        if embeddings.ndim != 2 or (embeddings.shape[1] != self.semantic_dim and len(embeddings)):
+            raise ValueError(f"mask embeddings must have shape [n, {self.semantic_dim}], got {embeddings.shape}")
+        num_masks = embeddings.shape[0]
+        if num_masks > MAX_MASKS_PER_FRAME:
+            raise ValueError(f"a frame may hold at most {MAX_MASKS_PER_FRAME} masks, got {num_masks}")
+        return embeddings.reshape(num_masks, self.semantic_dim)
 
     def _encode_relations(
         self, name: str, relations: Sequence[RelationSpec], num_masks: int
