@@ -173,20 +173,20 @@ def check_label_gt_options(relation_noise: float, drop_rate: float, seed: int, *
         relation_noise: must be a probability (0 to 1).
         drop_rate: must be a probability (0 to 1).
         seed: must be a non-negative integer.
-        cli: name the options as the command line spells them (``--relation-noise``) in the message.
+        cli: word the message as the command line always has (``--relation-noise must be a probability in
+            [0, 1], ...``); the seed is then left to :func:`label_from_ground_truth`, as before.
 
     Raises:
         UserError: an option is out of range.
     """
-
-    def spelled(option: str) -> str:
-        return "--" + option.replace("_", "-") if cli else option
-
     for option, value in (("relation_noise", relation_noise), ("drop_rate", drop_rate)):
-        if not 0.0 <= float(value) <= 1.0:
-            raise UserError(f"{spelled(option)} must be between 0 and 1, got {value}.")
-    if int(seed) < 0:
-        raise UserError(f"{spelled('seed')} must be a non-negative integer, got {seed}.")
+        if 0.0 <= float(value) <= 1.0:
+            continue
+        if cli:
+            raise UserError(f"--{option.replace('_', '-')} must be a probability in [0, 1], got {value}")
+        raise UserError(f"{option} must be between 0 and 1, got {value}.")
+    if not cli and int(seed) < 0:
+        raise UserError(f"seed must be a non-negative integer, got {seed}.")
 
 
 def label_from_ground_truth(
