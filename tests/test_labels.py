@@ -19,6 +19,7 @@ from relationfield.labels import (
     segments_from_masks,
 )
 from relationfield.labels.format import FRAMES_DIR, MANIFEST_FILE
+from relationfield.sampler import PairSampler
 
 D_SEM = 8
 D_REL = 6
@@ -176,7 +177,8 @@ def test_relation_lookup(tmp_path: Path) -> None:
     grid = store.relation_lookup(torch.tensor([[0], [1]]), torch.tensor([[1, 2]]))
     assert grid.tolist() == [[0, -1], [-1, 1]]
     ys, xs = torch.tensor([0, 4, 2]), torch.tensor([0, 6, 4])
-    assert store.pixel_masks(0, ys, xs).tolist() == [0, 1, -1]
+    # the pixel -> global mask lookup the sampler trains with (the store itself keeps no second copy of it)
+    assert PairSampler(store).mask_ids(torch.zeros_like(ys), ys, xs).tolist() == [0, 1, -1]
 
 
 def test_relation_lookup_without_relations(tmp_path: Path) -> None:

@@ -189,11 +189,6 @@ class LabelStore:
         found = valid & (sorted_keys[positions] == keys)
         return torch.where(found, self._pair_relations.to(device)[positions], result)
 
-    def pixel_masks(self, frame: int, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
-        """Global mask id at pixels ``(ys, xs)`` of ``frame``, or -1 where no mask covers them."""
-        local = self.segments[frame][ys.long(), xs.long()].long()
-        return torch.where(local > 0, local + (int(self.mask_offsets[frame]) - 1), torch.full_like(local, -1))
-
     def nbytes(self) -> int:
         """Bytes held by all the store's tensors (shared storages counted once)."""
         tensors: list[torch.Tensor] = list(self.segments)
