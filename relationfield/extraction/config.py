@@ -60,6 +60,7 @@ class ExtractionConfig:
     pairs_per_batch: int = 32
     """Pairs scored per batch (bounds memory)."""
     seed: int = 0
+    """Seed of the clustering subsample, the PCA of the clustering features and the points sampled per pair."""
 
 
 Progress = Callable[[str, int], Callable[[int], None]]

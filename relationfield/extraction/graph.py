@@ -26,7 +26,7 @@ from relationfield.scene_graph import SceneGraph
 
 __all__ = ["Extraction", "extract_scene_graph", "extraction_metadata"]
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -78,7 +78,7 @@ def extraction_metadata(seconds: float, load_config: Path | None = None) -> dict
     return metadata
 
 
-def _timed(timings: dict[str, float], stage: str, run: Callable[[], T]) -> T:
+def _timed(timings: dict[str, float], stage: str, run: Callable[[], _T]) -> _T:
     """``run()``, its duration recorded in ``timings[stage]``."""
     start = time.perf_counter()
     result = run()
