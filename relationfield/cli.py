@@ -127,7 +127,7 @@ class ExportSceneGraph:
 
     def main(self) -> None:
         from relationfield.export import export_scene_graph
-        from relationfield.extract import ExtractionConfig
+        from relationfield.extraction import ExtractionConfig
         from relationfield.query import FieldQuery
         from relationfield.vocab import object_vocab, predicate_vocab
 
@@ -166,7 +166,7 @@ class ExportPointcloud:
     """Larger views are rendered downscaled to about this many pixels (0 = full resolution; raise it on a GPU)."""
 
     def main(self) -> None:
-        from relationfield.extract import ExtractionConfig, instance_point_cloud
+        from relationfield.extraction import ExtractionConfig, instance_point_cloud
         from relationfield.query import FieldQuery
         from relationfield.scene_graph import node_colors, write_ply
 
@@ -284,7 +284,7 @@ class Query:
     """Training view rendered for --image."""
 
     def main(self) -> None:
-        from relationfield.extract import ExtractionConfig, label_nodes, segment
+        from relationfield.extraction import ExtractionConfig, label_nodes, segment
         from relationfield.query import FieldQuery
         from relationfield.vocab import object_vocab
 

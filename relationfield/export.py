@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from relationfield.extract import Extraction, ExtractionConfig, Progress, extract_scene_graph, no_progress
+from relationfield.extraction import Extraction, ExtractionConfig, Progress, extract_scene_graph, no_progress
 from relationfield.query import FieldQuery
 from relationfield.scene_graph import write_scene_graph
 
@@ -17,8 +16,11 @@ class ExportResult:
     """An extraction, the files written for it and how long extraction took."""
 
     extraction: Extraction
+    """The extracted graph and its points."""
     paths: dict[str, Path]
+    """Written files by name: "json", "png", "ply"."""
     seconds: float
+    """Seconds the extraction took (also in the graph's metadata, rounded)."""
 
 
 def export_scene_graph(
@@ -30,13 +32,10 @@ def export_scene_graph(
     progress: Progress = no_progress,
     load_config: Path | None = None,
 ) -> ExportResult:
-    """Extract the scene graph of a loaded run and write scene_graph.json/.png and points.ply."""
-    start = time.perf_counter()
-    extraction = extract_scene_graph(query, objects, predicates, config or ExtractionConfig(), progress)
-    seconds = time.perf_counter() - start
-    metadata = {"extraction_seconds": round(seconds, 2)}
-    if load_config is not None:
-        metadata["load_config"] = str(load_config)
-    extraction.graph.metadata.update(metadata)
+    """Extract the scene graph of a loaded run and write scene_graph.json/.png and points.ply.
+
+    ``load_config`` (the run's config.yml) is recorded in the graph's metadata with the extraction time.
+    """
+    extraction = extract_scene_graph(query, objects, predicates, config or ExtractionConfig(), progress, load_config)
     paths = write_scene_graph(extraction.graph, Path(output_dir), extraction.points_world, extraction.point_node)
-    return ExportResult(extraction, paths, seconds)
+    return ExportResult(extraction, paths, extraction.seconds)

@@ -9,7 +9,7 @@ output.
 
 Queries use :class:`relationfield.query.FieldQuery` (the code path of ``relationfield query``): relevancy is
 computed at each pixel's expected-depth point, a relation query against the reference point(s) picked by a
-click. "Build scene graph" runs :func:`relationfield.extract.extract_scene_graph` with the default
+click. "Build scene graph" runs :func:`relationfield.extraction.extract_scene_graph` with the default
 vocabularies (as ``relationfield export scene-graph``) and "Export scene graph" writes the same files.
 
 Every GUI callback calls a plain method (:meth:`RelationViewerControls.on_click`,
@@ -49,7 +49,7 @@ from relationfield.query import OBJECT_NEGATIVES, RELATION_NEGATIVES, FieldQuery
 if TYPE_CHECKING:
     from viser import ViserServer
 
-    from relationfield.extract import Extraction, ExtractionConfig
+    from relationfield.extraction import Extraction, ExtractionConfig
     from relationfield.scene_graph import SceneLink
 
 REFERENCE_MODES: tuple[str, ...] = ("point", "object")
@@ -396,7 +396,7 @@ class RelationViewerControls(nn.Module):
     def instance_clusters(self) -> tuple[Tensor, np.ndarray]:
         """Surface points (nerfstudio frame) and their instance cluster ids, computed once.
 
-        Those of the built scene graph when there is one, else :func:`relationfield.extract.segment`'s.
+        Those of the built scene graph when there is one, else :func:`relationfield.extraction.segment`'s.
         """
         query = self.query
         assert query is not None
@@ -404,7 +404,7 @@ class RelationViewerControls(nn.Module):
             points = query.to_model(torch.from_numpy(self.extraction.points_world).float())
             return points, self.extraction.point_node
         if self._clusters is None:
-            from relationfield.extract import segment
+            from relationfield.extraction import segment
 
             self.say("Clustering the surface points into objects (once)...")
             with evaluating(query.model):
@@ -519,7 +519,7 @@ class RelationViewerControls(nn.Module):
 
     # ------------------------------------------------------------- scene graph
     def _extraction_config(self) -> ExtractionConfig:
-        from relationfield.extract import ExtractionConfig
+        from relationfield.extraction import ExtractionConfig
 
         if self.extraction_config is None:
             self.extraction_config = ExtractionConfig()
@@ -527,7 +527,7 @@ class RelationViewerControls(nn.Module):
 
     def build_scene_graph(self) -> Extraction | None:
         """The "Build scene graph" button: ``relationfield export scene-graph``'s extraction, drawn in the 3D view."""
-        from relationfield.extract import extract_scene_graph
+        from relationfield.extraction import extract_scene_graph
         from relationfield.vocab import object_vocab, predicate_vocab
 
         query = self._require_query()

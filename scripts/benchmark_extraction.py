@@ -37,7 +37,7 @@ class Args:
 
 
 def main(args: Args) -> None:
-    from relationfield.extract import ExtractionConfig, extract_scene_graph
+    from relationfield.extraction import ExtractionConfig, extract_scene_graph
     from relationfield.metrics import evaluate
     from relationfield.query import FieldQuery
     from relationfield.vocab import NONE_PREDICATE, object_vocab, predicate_vocab

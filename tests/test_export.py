@@ -137,7 +137,7 @@ def test_run_without_its_label_store_is_a_clear_error(trained_run, tmp_path):
 
 
 def test_no_objects_found_writes_an_empty_valid_graph(trained_run, tmp_path):
-    from relationfield.extract import ExtractionConfig, extract_scene_graph
+    from relationfield.extraction import ExtractionConfig, extract_scene_graph
     from relationfield.query import FieldQuery
     from relationfield.scene_graph import SceneGraph, write_scene_graph
 

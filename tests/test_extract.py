@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from relationfield.extract import (
+from relationfield.extraction import (
     ExtractionConfig,
     cluster_instances,
     merge_parts,

@@ -281,7 +281,7 @@ def test_a_viewer_click_is_converted_from_viser_units(controls, pipeline, synth_
 def test_object_reference_and_scene_graph_build_and_export(controls, pipeline, synth_capture, tmp_path):
     import viser
 
-    from relationfield.extract import ExtractionConfig
+    from relationfield.extraction import ExtractionConfig
     from relationfield.scene_graph import read_scene_graph
 
     case = relation_case(pipeline, synth_capture)

@@ -1,0 +1,72 @@
+"""Settings of scene-graph extraction, and the progress callback its stages report to."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["ExtractionConfig", "Progress", "no_progress"]
+
+
+@dataclass
+class ExtractionConfig:
+    """Knobs of scene-graph extraction (defaults suit the synthetic scenes and room-sized captures)."""
+
+    max_views: int = 40
+    """Training views rendered for surface points (evenly spread)."""
+    view_pixels: int = 4096
+    """Larger views are rendered downscaled to about this many pixels (0 = full resolution)."""
+    min_accumulation: float = 0.5
+    """Pixels whose rendered opacity is lower are not surface points."""
+    voxels_per_side: int = 240
+    """Deduplication grid: the points' bounding box is split into this many voxels along its longest side."""
+    cluster_points: int = 40000
+    """Points HDBSCAN clusters (a random subsample; the others take the label of their nearest neighbour)."""
+    cluster_dims: int = 6
+    """PCA dimensions of the clustering features that HDBSCAN sees."""
+    min_cluster_size: int = 10
+    """HDBSCAN's min_cluster_size on that subsample (small, so that cups and books survive)."""
+    min_samples: int = 10
+    """HDBSCAN's min_samples: higher values call more of the in-between points noise."""
+    noise_min_cluster_size: int = 20
+    """Second pass: HDBSCAN's min_cluster_size (and min_samples) on the points the first pass called noise.
+    Small objects (a book in a shelf) are too few in the first subsample and end up there; 0 turns the
+    pass off."""
+    new_object_similarity: float = 0.8
+    """A second-pass cluster becomes a new object only if the cosine similarity of its mean clustering
+    feature to every first-pass cluster's is below this (otherwise it is the fringe of a known object,
+    e.g. the seam where two walls meet, and stays noise)."""
+    min_node_points: int = 10
+    """Nodes with fewer points are dropped."""
+    merge_similarity: float = 0.95
+    """Touching parts whose mean clustering features have at least this cosine similarity are merged
+    (high: walls that meet at a corner stay apart)."""
+    label_top_k: int = 10
+    """Label scores kept per node."""
+    label_temperature: float = 0.02
+    """Softmax temperature of label scores."""
+    predicate_top_k: int = 10
+    """Predicate scores kept per link ("none" is always kept)."""
+    predicate_temperature: float = 0.05
+    """Softmax temperature of predicate scores."""
+    max_distance: float = 3.0
+    """Candidate pairs: nodes whose boxes are at most this far apart (world units, metres for synth)."""
+    all_pairs: bool = False
+    """Score every ordered pair of nodes instead."""
+    subject_samples: int = 48
+    """Points sampled on the subject per pair."""
+    object_samples: int = 12
+    """Query positions sampled on the object per pair."""
+    pairs_per_batch: int = 32
+    """Pairs scored per batch (bounds memory)."""
+    seed: int = 0
+    """Seed of the clustering subsample, the PCA of the clustering features and the points sampled per pair."""
+
+
+Progress = Callable[[str, int], Callable[[int], None]]
+"""``progress(stage, total)`` starts a stage of ``total`` steps and returns ``advance(steps)``."""
+
+
+def no_progress(_: str, __: int) -> Callable[[int], None]:
+    """A :data:`Progress` that reports nothing."""
+    return lambda _step: None
