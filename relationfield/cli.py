@@ -223,7 +223,7 @@ class Eval:
     def main(self) -> None:
         import json
 
-        from relationfield.metrics import evaluate_files
+        from relationfield.evaluation import evaluate_files
 
         output_dir = self.output_dir or self.pred.parent
         result = evaluate_files(
@@ -249,7 +249,7 @@ class Eval:
     def _guided(self, result):
         import json
 
-        from relationfield.guided_eval import relation_guided_segmentation
+        from relationfield.evaluation import relation_guided_segmentation
         from relationfield.query import FieldQuery
         from relationfield.scene_graph import read_ply
 

@@ -137,8 +137,8 @@ def run_demo(
     layout: str = LAYOUTS[0],
 ) -> DemoReport:
     """Run every stage of the demo into ``output`` and return the report."""
+    from relationfield.evaluation import evaluate_files
     from relationfield.export import export_scene_graph
-    from relationfield.metrics import evaluate_files
     from relationfield.progress import rich_progress
     from relationfield.query import FieldQuery
     from relationfield.vocab import object_vocab, predicate_vocab

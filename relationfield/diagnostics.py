@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +64,25 @@ def _pixel_samples(segments: Tensor, local_id: int, count: int, generator: torch
     return torch.stack([ys[pick], xs[pick]], dim=-1)
 
 
+@dataclass(frozen=True)
+class _Tables:
+    """The texts pixels are classified against: the capture's mask labels, its predicates and "none"."""
+
+    name_index: dict[str, int]
+    label_table: Tensor | None  # None when the capture has no mask labels
+    relation_table: Tensor  # unit embeddings of the predicates, then "none"
+    none_index: int
+
+
+@dataclass(frozen=True)
+class _View:
+    """One held-out frame: its rays, its per-pixel mask ids, and where its masks start in the label store."""
+
+    bundle: Any
+    segments: Tensor
+    mask_offset: int
+
+
 @torch.no_grad()
 def evaluate_heads(
     pipeline,
@@ -85,13 +105,7 @@ def evaluate_heads(
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     report = HeadReport()
-
-    names = sorted({name for name in labels.mask_labels if name})
-    name_index = {name: i for i, name in enumerate(names)}
-    label_table = text_encoder.encode(names).to(model.device) if names else None
-    relation_table = torch.cat([labels.predicate_embeddings.float(), labels.none_embedding.float()[None]])
-    relation_table = F.normalize(relation_table.to(model.device), dim=-1)
-    none_index = len(labels.predicates)
+    tables = _text_tables(labels, text_encoder, model.device)
 
     cameras = datamanager.eval_dataset.cameras
     offset = len(datamanager.train_dataset)
@@ -100,45 +114,75 @@ def evaluate_heads(
         frame = offset + j
         if not bool(labels.labelled[frame]):
             continue
-        segments = labels.segments[frame].long()
-        bundle = cameras.generate_rays(camera_indices=j).to(model.device)
-        mask_offset = int(labels.mask_offsets[frame])
-        if label_table is not None:
-            with model.rendering(features=True):
-                outputs = model.get_outputs_for_camera_ray_bundle(bundle)
-            semantic = F.normalize(outputs["semantic"].reshape(-1, outputs["semantic"].shape[-1]), dim=-1)
-            predicted = (semantic @ label_table.T).argmax(-1).cpu()
-            local = segments.reshape(-1)
-            labelled = local > 0
-            truth = torch.tensor(
-                [name_index.get(labels.mask_labels[mask_offset + int(k) - 1], -1) for k in local[labelled]],
-                dtype=torch.long,
-            )
-            known = truth >= 0
-            report.semantic_correct += int((predicted[labelled][known] == truth[known]).sum())
-            report.semantic_total += int(known.sum())
+        view = _View(
+            bundle=cameras.generate_rays(camera_indices=j).to(model.device),
+            segments=labels.segments[frame].long(),
+            mask_offset=int(labels.mask_offsets[frame]),
+        )
+        if tables.label_table is not None:
+            _score_semantics(model, labels, view, tables, report)
         relations = torch.nonzero(labels.relation_frame == frame, as_tuple=True)[0]
         for r in relations.tolist():
-            subject = int(labels.relation_subject[r]) - mask_offset + 1
-            obj = int(labels.relation_object[r]) - mask_offset + 1
-            s_pix = _pixel_samples(segments, subject, pixels_per_relation, generator)
-            o_pix = _pixel_samples(segments, obj, pixels_per_relation, generator)
-            if len(s_pix) == 0 or len(o_pix) == 0:
-                continue
-            features = _pair_relation_features(model, bundle, s_pix, o_pix)
-            scores = F.normalize(features, dim=-1) @ relation_table.T
-            positives = [int(p) for p in labels.relation_predicates[r].tolist() if p >= 0]
-            top = scores.argmax(-1)
-            correct = torch.tensor([int(t) in positives for t in top.tolist()])
-            best_positive = scores[:, positives].max(-1).values
-            report.relation_correct += int(correct.sum())
-            report.relation_beats_none += int((best_positive > scores[:, none_index]).sum())
-            report.relation_total += len(correct)
-            for p in positives:
-                counts = report.per_predicate.setdefault(labels.predicates[p], [0, 0])
-                counts[0] += int(correct.sum())
-                counts[1] += len(correct)
+            _score_relation(model, labels, view, r, tables, pixels_per_relation, generator, report)
     return report
+
+
+def _text_tables(labels, text_encoder, device) -> _Tables:
+    """Embeddings of the capture's mask labels (by ``text_encoder``) and of its predicates and "none"."""
+    names = sorted({name for name in labels.mask_labels if name})
+    label_table = text_encoder.encode(names).to(device) if names else None
+    relation_table = torch.cat([labels.predicate_embeddings.float(), labels.none_embedding.float()[None]])
+    relation_table = F.normalize(relation_table.to(device), dim=-1)
+    return _Tables({name: i for i, name in enumerate(names)}, label_table, relation_table, len(labels.predicates))
+
+
+def _score_semantics(model, labels, view: _View, tables: _Tables, report: HeadReport) -> None:
+    """Label every labelled pixel of one frame with the nearest mask label; count the correct ones."""
+    with model.rendering(features=True):
+        outputs = model.get_outputs_for_camera_ray_bundle(view.bundle)
+    semantic = F.normalize(outputs["semantic"].reshape(-1, outputs["semantic"].shape[-1]), dim=-1)
+    predicted = (semantic @ tables.label_table.T).argmax(-1).cpu()
+    local = view.segments.reshape(-1)
+    labelled = local > 0
+    truth = torch.tensor(
+        [tables.name_index.get(labels.mask_labels[view.mask_offset + int(k) - 1], -1) for k in local[labelled]],
+        dtype=torch.long,
+    )
+    known = truth >= 0
+    report.semantic_correct += int((predicted[labelled][known] == truth[known]).sum())
+    report.semantic_total += int(known.sum())
+
+
+def _score_relation(
+    model,
+    labels,
+    view: _View,
+    r: int,
+    tables: _Tables,
+    pixels_per_relation: int,
+    generator: torch.Generator,
+    report: HeadReport,
+) -> None:
+    """Rank the predicates and "none" for subject/object pixel pairs of labelled relation ``r``; count them."""
+    subject = int(labels.relation_subject[r]) - view.mask_offset + 1
+    obj = int(labels.relation_object[r]) - view.mask_offset + 1
+    s_pix = _pixel_samples(view.segments, subject, pixels_per_relation, generator)
+    o_pix = _pixel_samples(view.segments, obj, pixels_per_relation, generator)
+    if len(s_pix) == 0 or len(o_pix) == 0:
+        return
+    features = _pair_relation_features(model, view.bundle, s_pix, o_pix)
+    scores = F.normalize(features, dim=-1) @ tables.relation_table.T
+    positives = [int(p) for p in labels.relation_predicates[r].tolist() if p >= 0]
+    top = scores.argmax(-1)
+    correct = torch.tensor([int(t) in positives for t in top.tolist()])
+    best_positive = scores[:, positives].max(-1).values
+    report.relation_correct += int(correct.sum())
+    report.relation_beats_none += int((best_positive > scores[:, tables.none_index]).sum())
+    report.relation_total += len(correct)
+    for p in positives:
+        counts = report.per_predicate.setdefault(labels.predicates[p], [0, 0])
+        counts[0] += int(correct.sum())
+        counts[1] += len(correct)
 
 
 def _pair_relation_features(model, bundle, subject_pixels: Tensor, object_pixels: Tensor) -> Tensor:

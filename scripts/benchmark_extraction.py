@@ -37,8 +37,8 @@ class Args:
 
 
 def main(args: Args) -> None:
+    from relationfield.evaluation import evaluate
     from relationfield.extraction import ExtractionConfig, extract_scene_graph
-    from relationfield.metrics import evaluate
     from relationfield.query import FieldQuery
     from relationfield.vocab import NONE_PREDICATE, object_vocab, predicate_vocab
 

@@ -1,4 +1,4 @@
-"""Tests for relationfield.metrics: scene-graph evaluation (3DSSG-style recall@k).
+"""Tests for relationfield.evaluation: scene-graph evaluation (3DSSG-style recall@k).
 
 Every expected recall below is worked out by hand in the comments and asserted exactly.
 Recalls are ``hits / total`` computed by Python's correctly rounded division, so ``== 3 / 5`` is exact.
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from relationfield.errors import UserError
-from relationfield.metrics import (
+from relationfield.evaluation import (
     OBJECT_KS,
     PREDICATE_KS,
     RELATION_KS,
@@ -600,14 +600,14 @@ def test_module_imports_no_torch() -> None:
     import subprocess
     import sys
 
-    code = "import sys, relationfield.metrics; print(any(m in sys.modules for m in ('torch', 'nerfstudio')))"
+    code = "import sys, relationfield.evaluation; print(any(m in sys.modules for m in ('torch', 'nerfstudio')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
 def test_planar_nodes_match_thin_ground_truth_slabs_after_padding():
     """A wall seen as surface points has a box of ~zero thickness; padding to min_extent lets it match."""
-    from relationfield.metrics import evaluate, pad_box
+    from relationfield.evaluation import evaluate, pad_box
 
     gt = {
         "objects": [{"id": 1, "label": "wall", "aabb": {"min": [0.0, 0.0, 0.0], "max": [4.0, 0.1, 2.5]}}],

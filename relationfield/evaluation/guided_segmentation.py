@@ -18,20 +18,25 @@ with geometry (synthetic captures) and the run the scene graph was exported from
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from relationfield.errors import UserError
-from relationfield.query import FieldQuery
+from relationfield.evaluation.matching import pad_box
+from relationfield.evaluation.schema import Box
 from relationfield.vocab import NONE_PREDICATE
+
+if TYPE_CHECKING:
+    from relationfield.query import FieldQuery
 
 
 @dataclass
 class GuidedTriplet:
+    """The outcome for one ground-truth triplet."""
+
     subject: int
     predicate: str
     object: int
@@ -75,13 +80,20 @@ class GuidedResult:
         )
 
 
-def _padded_box(aabb: Mapping[str, Sequence[float]], min_extent: float) -> tuple[np.ndarray, np.ndarray]:
-    low, high = np.asarray(aabb["min"], float), np.asarray(aabb["max"], float)
-    grow = np.maximum(0.0, min_extent - (high - low)) / 2
-    return low - grow, high + grow
+@dataclass(frozen=True)
+class _Scene:
+    """What every reference is scored against: the evaluated points, their nodes, the GT boxes."""
+
+    points_world: np.ndarray  # every exported point (references are sampled among them)
+    point_node: np.ndarray
+    points: np.ndarray  # the evaluated subset
+    nodes: np.ndarray
+    model_points: Any  # the subset in the model's frame (a torch tensor)
+    node_ids: list[int]
+    boxes: dict[int, Box]
+    matches: Mapping[int, int]
 
 
-@torch.no_grad()
 def relation_guided_segmentation(
     query: FieldQuery,
     points_world: np.ndarray,
@@ -107,46 +119,78 @@ def relation_guided_segmentation(
         max_points: points the relevancy is evaluated at (a fixed random subset of the export).
         reference_samples: query positions z sampled on the reference object.
     """
+    import torch  # lazy: the rest of relationfield.evaluation needs only numpy and scipy
+
     if "objects" not in gt or "relationships" not in gt:
         raise UserError("relation-guided segmentation needs ground truth with object boxes (a synth capture)")
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.choice(len(points_world), size=min(max_points, len(points_world)), replace=False))
     points, nodes = np.asarray(points_world, float)[keep], np.asarray(point_node)[keep]
-    model_points = query.to_model(torch.from_numpy(points).float())
-    boxes = {int(obj["id"]): _padded_box(obj["aabb"], min_extent) for obj in gt["objects"]}
-    node_ids = sorted(int(i) for i in np.unique(nodes) if i >= 0)
-
-    by_reference: dict[int, list[tuple[int, str]]] = defaultdict(list)
-    for subject, obj, predicate in gt["relationships"]:
-        if str(predicate).strip().lower() != NONE_PREDICATE:
-            by_reference[int(obj)].append((int(subject), str(predicate)))
     result = GuidedResult(threshold=threshold)
-    for reference, asked in sorted(by_reference.items()):
-        ref_node = matches.get(reference)
-        all_ref = np.nonzero(np.asarray(point_node) == ref_node)[0] if ref_node is not None else []
-        if ref_node is None or len(all_ref) == 0:
-            result.triplets += [GuidedTriplet(s, p, reference, False, 0.0) for s, p in asked]
-            continue
-        picks = rng.choice(all_ref, size=min(reference_samples, len(all_ref)), replace=False)
-        references = query.to_model(torch.from_numpy(np.asarray(points_world, float)[picks]).float())
-        features = query.relation(model_points, references)
-        outside = nodes != ref_node
-        subjects: dict[str, list[int]] = defaultdict(list)
-        for subject, predicate in asked:
-            subjects[predicate].append(subject)
-        for predicate, holders in subjects.items():
-            relevancy = query.relevancy(features, predicate, "relation").cpu().numpy()
-            truth = np.zeros(len(points), dtype=bool)
-            for subject in holders:
-                truth |= _inside(points, boxes.get(subject))
-            holder_nodes = {matches[s] for s in holders if s in matches}
-            top1 = _top_node(relevancy, nodes, node_ids, ref_node) in holder_nodes
-            iou = _iou(relevancy > threshold, truth, outside)
-            result.triplets += [GuidedTriplet(s, predicate, reference, top1, iou) for s in holders]
+    with torch.no_grad():
+        scene = _Scene(
+            points_world=np.asarray(points_world, float),
+            point_node=np.asarray(point_node),
+            points=points,
+            nodes=nodes,
+            model_points=query.to_model(torch.from_numpy(points).float()),
+            node_ids=sorted(int(i) for i in np.unique(nodes) if i >= 0),
+            boxes={
+                int(obj["id"]): pad_box(obj["aabb"]["min"], obj["aabb"]["max"], min_extent) for obj in gt["objects"]
+            },
+            matches=matches,
+        )
+        for reference, asked in sorted(_by_reference(gt["relationships"]).items()):
+            result.triplets += _score_reference(query, scene, reference, asked, threshold, reference_samples, rng)
     return result
 
 
-def _inside(points: np.ndarray, box: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+def _by_reference(relationships: Iterable[Sequence[Any]]) -> dict[int, list[tuple[int, str]]]:
+    """GT object id -> the (subject, predicate) pairs that refer to it ("none" left out)."""
+    by_reference: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    for subject, obj, predicate in relationships:
+        if str(predicate).strip().lower() != NONE_PREDICATE:
+            by_reference[int(obj)].append((int(subject), str(predicate)))
+    return by_reference
+
+
+def _score_reference(
+    query: FieldQuery,
+    scene: _Scene,
+    reference: int,
+    asked: Sequence[tuple[int, str]],
+    threshold: float,
+    reference_samples: int,
+    rng: np.random.Generator,
+) -> list[GuidedTriplet]:
+    """The outcomes of the triplets ``asked`` about one reference object (misses when it is unmatched)."""
+    import torch  # lazy, as above
+
+    ref_node = scene.matches.get(reference)
+    all_ref = np.nonzero(scene.point_node == ref_node)[0] if ref_node is not None else []
+    if ref_node is None or len(all_ref) == 0:
+        return [GuidedTriplet(s, p, reference, False, 0.0) for s, p in asked]
+    picks = rng.choice(all_ref, size=min(reference_samples, len(all_ref)), replace=False)
+    references = query.to_model(torch.from_numpy(scene.points_world[picks]).float())
+    features = query.relation(scene.model_points, references)
+    outside = scene.nodes != ref_node
+    subjects: dict[str, list[int]] = defaultdict(list)
+    for subject, predicate in asked:
+        subjects[predicate].append(subject)
+    outcomes: list[GuidedTriplet] = []
+    for predicate, holders in subjects.items():
+        relevancy = query.relevancy(features, predicate, "relation").cpu().numpy()
+        truth = np.zeros(len(scene.points), dtype=bool)
+        for subject in holders:
+            truth |= _inside(scene.points, scene.boxes.get(subject))
+        holder_nodes = {scene.matches[s] for s in holders if s in scene.matches}
+        top1 = _top_node(relevancy, scene.nodes, scene.node_ids, ref_node) in holder_nodes
+        iou = _iou(relevancy > threshold, truth, outside)
+        outcomes += [GuidedTriplet(s, predicate, reference, top1, iou) for s in holders]
+    return outcomes
+
+
+def _inside(points: np.ndarray, box: Box | None) -> np.ndarray:
     if box is None:
         return np.zeros(len(points), dtype=bool)
     return np.all((points >= box[0]) & (points <= box[1]), axis=1)

@@ -1,0 +1,153 @@
+"""The evaluation's entry points: :func:`evaluate` (parsed JSON) and :func:`evaluate_files` (paths)."""
+
+from __future__ import annotations
+
+import json
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import TypeAdapter
+
+from relationfield.errors import UserError
+from relationfield.evaluation.ground_truth import GT_FORMAT_3DSSG, GroundTruth, read_ground_truth
+from relationfield.evaluation.matching import (
+    DEFAULT_MIN_EXTENT,
+    DEFAULT_MIN_IOU,
+    MATCHING_IOU,
+    MATCHING_NODE_MAP,
+    Match,
+    match_by_iou,
+    match_by_map,
+    read_node_map,
+)
+from relationfield.evaluation.prediction import Prediction, read_prediction
+from relationfield.evaluation.ranking import OBJECT_KS, PREDICATE_KS, RELATION_KS, object_ranks, recall, triplet_ranks
+from relationfield.evaluation.report import EvalResult, write_report
+from relationfield.evaluation.schema import Name, validate
+
+_LABELS = TypeAdapter(list[Name])
+
+
+def evaluate(
+    pred: dict[str, Any],
+    gt: dict[str, Any],
+    *,
+    min_iou: float = DEFAULT_MIN_IOU,
+    min_extent: float = DEFAULT_MIN_EXTENT,
+    ignore_labels: Sequence[str] = (),
+    node_map: Mapping[int, int] | None = None,
+    scan: str | None = None,
+) -> EvalResult:
+    """Evaluate a prediction (our export format) against ground truth (synthetic or 3DSSG).
+
+    The ground-truth format is detected. With 3DSSG ground truth ``node_map`` (prediction node id ->
+    GT object id) is required and ``scan`` picks the scan (needed when the file holds several).
+    With synthetic ground truth the nodes are matched by aabb IoU (``min_iou``), unless a
+    ``node_map`` is given, which is then used instead. GT objects whose label is in
+    ``ignore_labels`` take part in the matching, then they and their triplets are left out of every
+    count and denominator.
+    """
+    if isinstance(min_iou, bool) or not isinstance(min_iou, numbers.Real) or not 0.0 < float(min_iou) <= 1.0:
+        raise UserError(f"min_iou must be a number in (0, 1], got {min_iou!r}")
+    ignored = _ignore_set(ignore_labels)
+    prediction = read_prediction(pred)
+    truth = read_ground_truth(gt, scan)
+    kept = [obj for _, obj in sorted(truth.objects.items()) if obj.label not in ignored]
+    kept_ids = {obj.id for obj in kept}
+    triplets = [t for t in truth.triplets if t[0] in kept_ids and t[1] in kept_ids]
+
+    all_matches, matching = _match(prediction, truth, node_map, float(min_iou), float(min_extent))
+    # Ignored objects take part in the matching (a floor node pairs with the floor, not with a rug),
+    # then their matches are dropped with them.
+    matches = [m for m in all_matches if m.gt_id in kept_ids]
+    node_of = {m.gt_id: m.node_id for m in matches}
+
+    ranks = triplet_ranks(triplets, truth, prediction, node_of)
+    ious = [m.iou for m in matches if m.iou is not None]
+    return EvalResult(
+        object_recall=recall(object_ranks(kept, prediction, node_of), OBJECT_KS),
+        predicate_recall=recall(ranks.predicate, PREDICATE_KS),
+        relation_recall=recall(ranks.relation, RELATION_KS),
+        num_gt_objects=len(kept),
+        num_matched_objects=len(matches),
+        num_gt_triplets=len(triplets),
+        num_gt_pairs=len({(s, o) for s, o, _ in triplets}),
+        num_evaluated_links=ranks.evaluated_links,
+        num_pred_nodes=len(prediction.nodes),
+        num_pred_links=len(prediction.links),
+        num_ignored_objects=len(truth.objects) - len(kept),
+        num_ignored_triplets=len(truth.triplets) - len(triplets),
+        mean_iou=float(np.mean(ious)) if ious else None,
+        gt_format=truth.format,
+        matching=matching,
+        min_iou=float(min_iou),
+        ignore_labels=tuple(sorted(ignored)),
+        scan=truth.scan,
+        matches=tuple(matches),
+    )
+
+
+def _match(
+    prediction: Prediction, truth: GroundTruth, node_map: Mapping[int, int] | None, min_iou: float, min_extent: float
+) -> tuple[list[Match], str]:
+    """Every match (ignored objects included) and how they were made: the node map if given, else IoU."""
+    if node_map is not None:
+        return match_by_map(prediction, truth, read_node_map(node_map)), MATCHING_NODE_MAP
+    if truth.format == GT_FORMAT_3DSSG:
+        raise UserError("3DSSG ground truth has no geometry: give a node map (prediction node id -> GT object id)")
+    objects = [obj for _, obj in sorted(truth.objects.items())]
+    return match_by_iou(prediction, objects, min_iou, min_extent), MATCHING_IOU
+
+
+def _ignore_set(ignore_labels: Sequence[str]) -> set[str]:
+    if isinstance(ignore_labels, str) or not isinstance(ignore_labels, Iterable):
+        raise UserError(f"ignore_labels must be a list of labels, got {ignore_labels!r}")
+    return set(validate(_LABELS, list(ignore_labels), lambda loc: "an ignored label"))
+
+
+def read_json(path: Path, what: str) -> Any:
+    """Read a JSON file, turning every failure into a UserError that names the file."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{what} not found: {path}")
+    if not path.is_file():
+        raise UserError(f"{what} is not a file: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {what} {path}: {exc}") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{what} {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
+
+
+def evaluate_files(
+    pred_path: Path,
+    gt_path: Path,
+    *,
+    output_dir: Path | None = None,
+    min_iou: float = DEFAULT_MIN_IOU,
+    min_extent: float = DEFAULT_MIN_EXTENT,
+    ignore_labels: Sequence[str] = (),
+    node_map_path: Path | None = None,
+    scan: str | None = None,
+) -> EvalResult:
+    """:func:`evaluate` on files; with ``output_dir``, also write ``eval.json`` and ``eval.md`` there."""
+    pred = read_json(Path(pred_path), "prediction file")
+    gt = read_json(Path(gt_path), "ground-truth file")
+    node_map = None
+    if node_map_path is not None:
+        node_map = read_node_map(read_json(Path(node_map_path), "node map file"), f"node map {node_map_path}")
+    try:
+        result = evaluate(
+            pred, gt, min_iou=min_iou, min_extent=min_extent, ignore_labels=ignore_labels, node_map=node_map, scan=scan
+        )
+    except UserError as exc:
+        raise UserError(f"evaluating {pred_path} against {gt_path}: {exc}") from exc
+    if output_dir is not None:
+        write_report(Path(output_dir), result)
+    return result
