@@ -8,16 +8,19 @@
 * torchmetrics' LPIPS downloads AlexNet weights when constructed. :func:`install_offline_lpips` builds it when
   its weights are already cached and otherwise puts a stand-in there with one log line, so the model
   trains, loads and exports offline.
+
+Both are idempotent and cheap to call again: :mod:`relationfield.config` calls them when nerfstudio imports
+it, and code that loads a run (``relationfield.query.load_pipeline``) calls them directly.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any
 
 LOGGER = logging.getLogger(__name__)
-_ALLOWED = False
 
 
 def _numpy_checkpoint_globals() -> list[Any]:
@@ -41,17 +44,14 @@ def _numpy_checkpoint_globals() -> list[Any]:
     return allowed
 
 
+@functools.cache  # once per process; later calls return at once
 def allow_nerfstudio_checkpoints() -> None:
     """Let ``torch.load(weights_only=True)`` read nerfstudio checkpoints (idempotent)."""
-    global _ALLOWED
-    if _ALLOWED:
-        return
     import torch
 
     add_safe_globals = getattr(torch.serialization, "add_safe_globals", None)
     if add_safe_globals is not None:  # torch < 2.4 loads everything anyway
         add_safe_globals(_numpy_checkpoint_globals())
-    _ALLOWED = True
 
 
 ALEXNET_WEIGHTS = "alexnet-owt-7be5be79.pth"

@@ -4,8 +4,9 @@
 * ``relationfield-lite``: small hash grids and batches; trains on a 2-core CPU.
 
 Both choose the CPU by themselves when no GPU is present. nerfstudio imports this module for every
-``ns-*`` command, so it stays light: it imports nerfstudio's config classes and our model and data
-manager (torch and nerfstudio only; encoders, SAM, CLIP and HDBSCAN are imported where they are used).
+``ns-*`` command, so it stays light: it imports nerfstudio's config classes and our model, data manager
+and pipeline (torch, nerfstudio and its viewer's elements only; encoders, SAM, CLIP and HDBSCAN are
+imported where they are used).
 Importing it also lets ``torch.load`` read nerfstudio checkpoints (see :mod:`relationfield.compat`).
 """
 
@@ -19,7 +20,6 @@ from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataPars
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 from nerfstudio.engine.trainer import TrainerConfig
-from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from relationfield.compat import allow_nerfstudio_checkpoints, install_offline_lpips
@@ -27,6 +27,7 @@ from relationfield.datamanager import RelationFieldDataManagerConfig
 from relationfield.devices import default_device
 from relationfield.heads import GridSpec
 from relationfield.model import RelationFieldModelConfig
+from relationfield.pipeline import RelationFieldPipelineConfig
 
 allow_nerfstudio_checkpoints()
 install_offline_lpips()
@@ -57,7 +58,7 @@ def relationfield_config() -> TrainerConfig:
         max_num_iterations=steps,
         mixed_precision=True,  # nerfstudio's trainer turns it off on CPU
         machine=MachineConfig(device_type=default_device()),
-        pipeline=VanillaPipelineConfig(
+        pipeline=RelationFieldPipelineConfig(
             datamanager=RelationFieldDataManagerConfig(
                 dataparser=NerfstudioDataParserConfig(),
                 train_num_rays_per_batch=4096,
@@ -91,7 +92,7 @@ def relationfield_lite_config() -> TrainerConfig:
         max_num_iterations=steps,
         mixed_precision=True,
         machine=MachineConfig(device_type=default_device()),
-        pipeline=VanillaPipelineConfig(
+        pipeline=RelationFieldPipelineConfig(
             datamanager=RelationFieldDataManagerConfig(
                 dataparser=NerfstudioDataParserConfig(),
                 train_num_rays_per_batch=1024,

@@ -24,8 +24,9 @@ from nerfstudio.data.utils.data_utils import get_depth_image_from_path
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from relationfield.errors import UserError
+from relationfield.labels import LabelStore
+from relationfield.labels.spec import LABEL_SPEC_KEY, read_label_spec
 from relationfield.losses import relation_targets_onehot
-from relationfield.model import LABEL_SPEC_KEY, LabelSpec
 from relationfield.sampler import PairSampler
 
 _DOWNSCALED_IMAGES = re.compile(r"^images_\d+/")
@@ -117,19 +118,6 @@ def frame_names(image_filenames: Sequence[Path], root: Path) -> list[str]:
     return names
 
 
-def read_label_spec(labels_dir: Path) -> LabelSpec:
-    """Embedding sizes and encoders from a label store's manifest (cheap: no frames are read)."""
-    from relationfield.labels.manifest import read_manifest
-
-    manifest = read_manifest(Path(labels_dir))
-    return LabelSpec(
-        semantic_dim=int(manifest["semantic"]["dim"]),
-        relation_dim=int(manifest["relation"]["dim"]),
-        semantic_encoder=str(manifest["semantic"]["encoder"]),
-        relation_encoder=str(manifest["relation"]["encoder"]),
-    )
-
-
 class RelationFieldDataManager(VanillaDataManager[RelationFieldDataset]):
     """VanillaDataManager that trains on ray pairs and adds label targets to each batch."""
 
@@ -166,11 +154,9 @@ class RelationFieldDataManager(VanillaDataManager[RelationFieldDataset]):
             self.config.depth_supervision,
         )
 
-    def open_labels(self):
+    def open_labels(self) -> LabelStore:
         """Open the label store for the train frames followed by the eval frames (cached)."""
         if self.labels is None:
-            from relationfield.labels import LabelStore
-
             root = capture_dir(Path(self.config.dataparser.data))
             names = frame_names(self.train_dataset.image_filenames, root)
             names += frame_names(self.eval_dataset.image_filenames, root)

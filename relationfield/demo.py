@@ -2,17 +2,20 @@
 
 synth capture -> ground-truth labels (offline MiniLM) -> relationfield-lite training -> scene-graph
 export -> evaluation against the ground truth -> a short report. Every stage that already finished in
-the output directory is reused, so an interrupted demo picks up where it stopped.
+the output directory is reused, so an interrupted demo picks up where it stopped. Progress lines go to
+nerfstudio's console, where training prints too. Each stage imports its torch/nerfstudio dependencies
+when it runs, so reused stages cost no import time.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
+
+from nerfstudio.utils.rich_utils import CONSOLE
 
 from relationfield.errors import UserError
 from relationfield.synth import LAYOUTS, generate_capture
@@ -27,6 +30,8 @@ class DemoReport:
     """What the demo produced, and how long each stage took."""
 
     capture: Path
+    layout: str
+    """The synthetic layout that was rendered (one of :data:`relationfield.synth.LAYOUTS`)."""
     config: Path
     scene_graph: Path
     scene_graph_png: Path
@@ -41,7 +46,7 @@ class DemoReport:
         timing = ", ".join(f"{name} {value:.0f} s" for name, value in self.seconds.items())
         lines: list[str] = [
             "",
-            "RelationField demo: scene graph of a synthetic living room vs its ground truth",
+            f"RelationField demo: scene graph of a synthetic {self.layout.replace('-', ' ')} vs its ground truth",
             "",
             self.eval_markdown,
             "",
@@ -55,12 +60,17 @@ class DemoReport:
         return "\n".join(lines)
 
 
+def say(message: str) -> None:
+    """One progress line on nerfstudio's console (the one training prints to), as plain text."""
+    CONSOLE.print(f"[demo] {message}", markup=False, highlight=False, soft_wrap=True)
+
+
 def _stage(name: str, seconds: dict[str, float], work: Callable[[], T]) -> T:
-    print(f"[demo] {name} ...", flush=True)
+    say(f"{name} ...")
     start = time.perf_counter()
     result = work()
     seconds[name] = time.perf_counter() - start
-    print(f"[demo] {name} done in {seconds[name]:.1f} s", flush=True)
+    say(f"{name} done in {seconds[name]:.1f} s")
     return result
 
 
@@ -89,7 +99,7 @@ def _check_settings(output: Path, settings: dict[str, object]) -> None:
 def _capture(output: Path, seed: int, frames: int, resolution: tuple, layout: str) -> Path:
     capture = output / "capture"
     if (capture / "transforms.json").is_file() and (capture / "ground_truth" / "scene_graph.json").is_file():
-        print(f"[demo] reusing the capture in {capture}")
+        say(f"reusing the capture in {capture}")
         return capture
     generate_capture(capture, seed=seed, num_frames=frames, resolution=resolution, layout=layout, overwrite=True)
     return capture
@@ -101,7 +111,7 @@ def _labels(capture: Path) -> Path:
 
     labels = default_labels_dir(capture)
     if (labels / MANIFEST_FILE).is_file():
-        print(f"[demo] reusing the label store in {labels}")
+        say(f"reusing the label store in {labels}")
         return labels
     return label_from_ground_truth(capture)
 
@@ -119,7 +129,7 @@ def _train(capture: Path, labels: Path, runs: Path, steps: int) -> Path:
 
     finished = _finished_run(runs, steps)
     if finished is not None:
-        print(f"[demo] reusing the trained run {finished}")
+        say(f"reusing the trained run {finished}")
         return finished
     config = lite_run_config(capture, labels, runs, steps)
     config.experiment_name = "demo"
@@ -169,6 +179,7 @@ def run_demo(
     )
     return DemoReport(
         capture=capture,
+        layout=layout,
         config=config,
         scene_graph=exported.paths["json"],
         scene_graph_png=exported.paths["png"],
@@ -182,5 +193,5 @@ def open_viewer(config: Path) -> None:
     """Serve the run in nerfstudio's viewer on 127.0.0.1 until interrupted."""
     from nerfstudio.scripts.viewer.run_viewer import RunViewer, ViewerConfigWithoutNumRays
 
-    print(f"[demo] opening the viewer on {VIEWER_HOST} (Ctrl-C to stop)", file=sys.stderr)
+    say(f"opening the viewer on {VIEWER_HOST} (Ctrl-C to stop)")
     RunViewer(load_config=config, viewer=ViewerConfigWithoutNumRays(websocket_host=VIEWER_HOST)).main()

@@ -3,7 +3,8 @@
 Each head has its own multi-resolution hash grid (nerfstudio's ``HashEncoding``) and MLP, built with
 ``implementation`` "tcnn" (tiny-cuda-nn, when installed) or "torch" (nerfstudio falls back to torch when
 tcnn is absent). Heads take positions already normalised to [0, 1] (contracted scene space) and are
-evaluated only at the few highest-weight samples of each ray; see :func:`composite_topk`.
+evaluated only at the few highest-weight samples of each ray; see :func:`topk_samples` and
+:func:`composite`.
 """
 
 from __future__ import annotations

@@ -104,15 +104,13 @@ def relation_loss(
     none_weight: float,
     contrastive_weight: float,
     temperature: float = 0.1,
-    is_none: Tensor | None = None,
 ) -> Tensor:
     """Cosine loss to the pair's relation (or "none") embedding plus the multi-positive contrastive term.
 
-    Pairs without a relation ("none") are down-weighted by ``none_weight`` because uniformly paired
-    rays are almost all "none".
+    Pairs without a relation ("none", the last column of ``positives``) are down-weighted by
+    ``none_weight`` because uniformly paired rays are almost all "none".
     """
-    if is_none is None:
-        is_none = positives[:, -1]
+    is_none = positives[:, -1]
     weights = valid.to(pred.dtype) * torch.where(
         is_none, torch.full_like(pred[:, 0], none_weight), torch.ones_like(pred[:, 0])
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from nerfstudio.cameras.cameras import Cameras
@@ -25,20 +26,14 @@ from torch.nn import Parameter
 
 from relationfield.compat import install_offline_lpips
 from relationfield.heads import FeatureHead, GridSpec, RelationHead, composite, topk_samples
+from relationfield.labels.spec import LABEL_SPEC_KEY, LabelSpec
 from relationfield.losses import cosine_loss, instance_contrastive_loss, relation_loss
-from relationfield.viewer import RelationViewerControls
-
-LABEL_SPEC_KEY = "relationfield"
 
 
-@dataclass(frozen=True)
-class LabelSpec:
-    """What the model needs to know of the label store: embedding sizes and encoders."""
+class CameraOutputsHook(Protocol):
+    """Adds outputs to the model's camera renders (the viewer's query panel is one)."""
 
-    semantic_dim: int
-    relation_dim: int
-    semantic_encoder: str = ""
-    relation_encoder: str = ""
+    def add_outputs(self, bundle: RayBundle, outputs: dict[str, Tensor]) -> dict[str, Tensor]: ...
 
 
 @dataclass
@@ -97,8 +92,9 @@ class RelationFieldModel(NerfactoModel):
         """Query position z (normalised world frame, [3]) for rendering relation features at inference."""
         self.render_features = True
         """Render semantic and instance features outside training (switch off to save memory)."""
-        self.viewer_controls = RelationViewerControls()
-        """The viewer's query panel (nerfstudio's viewer finds its elements); no parameters."""
+        self.viewer_controls: CameraOutputsHook | None = None
+        """Set by the pipeline (the viewer's query panel); anything with ``add_outputs(bundle, outputs)``.
+        It must hold no parameters or buffers, so checkpoints stay the same with and without it."""
 
     @contextmanager
     def rendering(self, features: bool, relation_query: Tensor | None = None) -> Iterator[None]:
@@ -117,9 +113,12 @@ class RelationFieldModel(NerfactoModel):
             self.render_features, self.relation_query = previous
 
     def get_outputs_for_camera(self, camera: Cameras, obb_box: OrientedBox | None = None) -> dict[str, Tensor]:
-        """nerfstudio's camera render (the viewer's and eval's), plus the viewer's query outputs once attached."""
+        """nerfstudio's camera render (the viewer's and eval's), plus :attr:`viewer_controls`' outputs when set."""
         bundle = camera.generate_rays(camera_indices=0, keep_shape=True, obb_box=obb_box)
-        return self.viewer_controls.add_outputs(bundle, self.get_outputs_for_camera_ray_bundle(bundle))
+        outputs = self.get_outputs_for_camera_ray_bundle(bundle)
+        if self.viewer_controls is None:
+            return outputs
+        return self.viewer_controls.add_outputs(bundle, outputs)
 
     def get_param_groups(self) -> dict[str, list[Parameter]]:
         groups = super().get_param_groups()
