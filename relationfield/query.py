@@ -8,18 +8,25 @@ Relevancy follows LERF: for a positive text and each negative text, the softmax 
 similarities (temperature ``RELEVANCY_TEMPERATURE``) gives the positive's share; the relevancy is the
 smallest share over the negatives, in [0, 1]. Canonical negatives are added to the user's (phrases after
 ";" in a query become extra negatives).
+
+Objects (node id -> surface points) are ranked by their mean relevancy (:func:`rank_objects`); an object
+reference of a relation query is a fixed sample of its points (:func:`sample_reference`), in the CLI and the
+viewer alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import Tensor
 
+from relationfield import encoders
+from relationfield.compat import allow_nerfstudio_checkpoints, install_offline_lpips
 from relationfield.errors import UserError
 from relationfield.vocab import NONE_PREDICATE
 
@@ -27,6 +34,10 @@ OBJECT_NEGATIVES: tuple[str, ...] = ("object", "things", "stuff", "texture")
 RELATION_NEGATIVES: tuple[str, ...] = ("none", "next to", "and")
 RELEVANCY_TEMPERATURE = 0.1
 RELATIONFIELD_METHODS = ("relationfield", "relationfield-lite")
+REFERENCE_SAMPLES = 16
+"""Points of an object reference used as relation query positions z (their relation features are averaged)."""
+HEADS = ("semantic_head", "instance_head", "relation_head", "normalize_positions", "label_spec")
+"""What a pipeline's model needs for queries (a RelationField model has them all)."""
 
 
 @dataclass(frozen=True)
@@ -66,9 +77,7 @@ class FieldQuery:
     """Queries on a loaded RelationField pipeline (points are in nerfstudio's normalised frame)."""
 
     def __init__(self, pipeline, chunk: int = 1 << 15) -> None:
-        from relationfield.model import RelationFieldModel
-
-        if not isinstance(pipeline.model, RelationFieldModel):
+        if not all(hasattr(pipeline.model, name) for name in HEADS):
             raise UserError(f"the run's model is {type(pipeline.model).__name__}, not a RelationField model")
         self.pipeline = pipeline
         self.model = pipeline.model
@@ -87,13 +96,11 @@ class FieldQuery:
     # ----------------------------------------------------------------- text
     def encode(self, texts: Sequence[str], space: str = "semantic") -> Tensor:
         """Text embeddings in the semantic or relation space of the run (cached per text)."""
-        from relationfield.encoders import load_text_encoder
-
         spec = self.model.label_spec
         name = spec.semantic_encoder if space == "semantic" else spec.relation_encoder
         missing = [t for t in dict.fromkeys(texts) if (name, t) not in self._text_cache]
         if missing:
-            encoded = load_text_encoder(name).encode(missing)
+            encoded = encoders.load_text_encoder(name).encode(missing)  # looked up per call: tests replace it
             for text, row in zip(missing, encoded):
                 self._text_cache[(name, text)] = row
         return torch.stack([self._text_cache[(name, t)] for t in texts]).to(self.device)
@@ -190,15 +197,13 @@ class FieldQuery:
 
 def load_pipeline(config_path: Path):
     """A trained RelationField pipeline from its config.yml, with clear errors for other inputs."""
-    import yaml
-
     config_path = Path(config_path)
     if not config_path.is_file():
         raise UserError(f"{config_path} does not exist (pass the config.yml of a training run)")
-    from nerfstudio.utils.eval_utils import eval_setup
+    from nerfstudio.utils.eval_utils import eval_setup  # lazy: nerfstudio is slow to import
 
-    import relationfield.config  # noqa: F401  (checkpoint allow-list, offline LPIPS)
-
+    allow_nerfstudio_checkpoints()
+    install_offline_lpips()
     try:
         config = yaml.load(config_path.read_text(), Loader=yaml.Loader)
     except yaml.YAMLError as error:
@@ -209,3 +214,41 @@ def load_pipeline(config_path: Path):
     _, pipeline, _, _ = eval_setup(config_path, test_mode="inference")
     pipeline.eval()
     return pipeline
+
+
+# ------------------------------------------------------------------ objects
+def sample_reference(points: Tensor, count: int = REFERENCE_SAMPLES) -> Tensor:
+    """At most ``count`` of an object's points (the same ones on every call), as relation query positions."""
+    picks = torch.randperm(len(points), generator=torch.Generator().manual_seed(0))[:count]
+    return points[picks]
+
+
+def find_reference(query: FieldQuery, objects: Mapping[int, Tensor], reference: str) -> int:
+    """The object named by ``reference``: a node id ("#3"), or the object that best matches the text.
+
+    ``objects`` maps node ids to their points (nerfstudio frame), as :func:`rank_objects` takes them.
+    """
+    if reference.startswith("#"):
+        node_id = int(reference[1:]) if reference[1:].isdigit() else -1
+        if node_id not in objects:
+            raise UserError(f"no object {reference}; ids are {sorted(objects)}")
+        return node_id
+    scores = _mean_relevancy(query, objects, reference)
+    return max(scores, key=scores.__getitem__)
+
+
+def rank_objects(
+    query: FieldQuery, objects: Mapping[int, Tensor], text: str, reference: Tensor | None = None
+) -> list[tuple[int, float]]:
+    """Objects (node id -> points) by mean relevancy for ``text``, best first: an object query, or a relation
+    query to the ``reference`` points when given (see :func:`sample_reference`)."""
+    scores = _mean_relevancy(query, objects, text, reference)
+    return sorted(scores.items(), key=lambda item: -item[1])
+
+
+def _mean_relevancy(
+    query: FieldQuery, objects: Mapping[int, Tensor], text: str, reference: Tensor | None = None
+) -> dict[int, float]:
+    if reference is None:
+        return {i: float(query.object_relevancy(points, text).mean()) for i, points in objects.items()}
+    return {i: float(query.relation_relevancy(points, reference, text).mean()) for i, points in objects.items()}

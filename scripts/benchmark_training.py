@@ -112,7 +112,7 @@ def nerfacto_like(lite) -> object:
 
 
 def main(args: Args) -> None:
-    from relationfield.cli import parse_resolution
+    from relationfield.commands.data import parse_resolution
     from relationfield.config import relationfield_lite_config
     from relationfield.diagnostics import evaluate_heads, summarise
     from relationfield.encoders import load_text_encoder

@@ -246,7 +246,7 @@ def test_a_viewer_click_is_converted_from_viser_units(controls, pipeline, synth_
     import viser
     from viser import ScenePointerEvent
 
-    from relationfield.viewer import viser_scale
+    from relationfield.viewer.render import viser_scale
 
     case = relation_case(pipeline, synth_capture)
     origin, direction = click_ray(pipeline, synth_capture, case.click_view, case.reference)

@@ -1,177 +1,54 @@
-"""Interactive relation and object queries in nerfstudio's viewer (``ns-viewer``, or ``ns-train``'s viewer).
-
-:class:`RelationViewerControls` is an ``nn.Module`` without parameters that the model creates in
-``populate_modules``. nerfstudio's viewer finds its GUI elements (``ViewerElement`` attributes of every
-``nn.Module`` reachable from the pipeline) and its ``ViewerControl`` on its own and installs them under
-"Custom Elements"; the control's ``_setup`` hands over the viewer, which attaches the pipeline. Until then
-(training without a viewer, ``relationfield query``, tests that do not attach) the controls change no
-output.
-
-Queries use :class:`relationfield.query.FieldQuery` (the code path of ``relationfield query``): relevancy is
-computed at each pixel's expected-depth point, a relation query against the reference point(s) picked by a
-click. "Build scene graph" runs :func:`relationfield.extraction.extract_scene_graph` with the default
-vocabularies (as ``relationfield export scene-graph``) and "Export scene graph" writes the same files.
+"""RelationField's viewer panel (:class:`RelationViewerControls`): reference picking, queries, scene graph.
 
 Every GUI callback calls a plain method (:meth:`RelationViewerControls.on_click`,
 :meth:`RelationViewerControls.set_relation_query`, ...) so that everything can be driven without a viser
-server. This module never imports :mod:`relationfield.model` at import time (the model imports it).
+server.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from nerfstudio.cameras.rays import RayBundle
-from nerfstudio.utils.colormaps import apply_float_colormap
-from nerfstudio.utils.rich_utils import CONSOLE
 from nerfstudio.viewer.viewer_elements import (
     ViewerButton,
     ViewerClick,
-    ViewerControl,
     ViewerDropdown,
-    ViewerElement,
     ViewerSlider,
     ViewerText,
 )
-from torch import Tensor, nn
+from torch import Tensor
 
 from relationfield.errors import UserError
-from relationfield.query import OBJECT_NEGATIVES, RELATION_NEGATIVES, FieldQuery, parse_query
-
-if TYPE_CHECKING:
-    from viser import ViserServer
-
-    from relationfield.extraction import Extraction, ExtractionConfig
-    from relationfield.scene_graph import SceneLink
+from relationfield.extraction import Extraction, ExtractionConfig, extract_scene_graph, segment
+from relationfield.query import OBJECT_NEGATIVES, RELATION_NEGATIVES, parse_query, sample_reference
+from relationfield.scene_graph import SceneLink, write_scene_graph
+from relationfield.viewer.drawing import draw_reference, draw_scene_graph, drawn_links
+from relationfield.viewer.panel_base import PanelBase
+from relationfield.viewer.render import (
+    cluster_at,
+    composite_relevancy,
+    evaluating,
+    instance_colors,
+    relevancy_colors,
+    surface_point,
+    surface_relevancy,
+)
+from relationfield.vocab import object_vocab, predicate_vocab
 
 REFERENCE_MODES: tuple[str, ...] = ("point", "object")
 """Reference: the clicked surface point, or every point of the instance cluster under it."""
-MIN_ACCUMULATION = 0.5
-"""A click (or pixel) whose rendered opacity is lower hit no surface."""
-REFERENCE_SAMPLES = 16
-"""Points of an object reference used as query positions z (the relation features are averaged)."""
-CLICK_PIXEL_AREA = 1e-6
-"""Pixel area given to a clicked ray (Nerfacto's field does not depend on it)."""
-SCENE_ROOT = "/relationfield"
-"""Scene-tree folder of everything these controls draw in the 3D view."""
 SCENE_GRAPH_DIR = "scene_graph"
 """Sub-directory of the run directory that "Export scene graph" writes to."""
-MAX_DRAWN_LINKS = 150
-"""At most this many relations (highest score first) are drawn in the 3D view."""
-REFERENCE_COLOR = (255, 90, 30)
-LINK_COLOR = (255, 211, 105)
 
 
-class ViewerMarkdown(ViewerElement[str]):
-    """Read-only markdown in the GUI panel (status messages); updating it triggers no callback."""
-
-    def __init__(self, name: str, content: str = "") -> None:
-        super().__init__(name)
-        self._content = content
-
-    def _create_gui_handle(self, viser_server: ViserServer) -> None:
-        self.gui_handle = viser_server.gui.add_markdown(self._content)  # type: ignore[assignment]
-
-    def install(self, viser_server: ViserServer) -> None:
-        self._create_gui_handle(viser_server)
-
-    @property
-    def content(self) -> str:
-        """The current text."""
-        return self._content
-
-    @content.setter
-    def content(self, text: str) -> None:
-        self._content = text
-        if self.gui_handle is not None:
-            self.gui_handle.content = text  # type: ignore[union-attr]
-
-
-class _ViewerHook(ViewerControl):
-    """nerfstudio calls ``_setup`` with the viewer once the GUI is built; pass it on."""
-
-    def __init__(self, on_setup: Callable[[Any], None]) -> None:
-        super().__init__()
-        self._on_setup = on_setup
-
-    def _setup(self, viewer: Any) -> None:
-        super()._setup(viewer)
-        self._on_setup(viewer)
-
-
-def viser_scale() -> float:
-    """Viser scene units per nerfstudio unit (the viewer draws the scene scaled up by this)."""
-    from nerfstudio.viewer.viewer import VISER_NERFSTUDIO_SCALE_RATIO
-
-    return float(VISER_NERFSTUDIO_SCALE_RATIO)
-
-
-@contextlib.contextmanager
-def evaluating(model: nn.Module) -> Iterator[None]:
-    """Evaluation mode for the duration (the viewer also runs while training), restored afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        if was_training:
-            model.train()
-
-
-def relevancy_colors(relevancy: Tensor) -> Tensor:
-    """[H, W] relevancy in [0, 1] -> [H, W, 3] turbo colours."""
-    return apply_float_colormap(relevancy.clamp(0, 1)[..., None].float(), colormap="turbo")
-
-
-def composite_relevancy(rgb: Tensor, relevancy: Tensor, threshold: float) -> Tensor:
-    """The rendered colours with the relevancy colour map over pixels above ``threshold`` (LERF-style)."""
-    span = max(1.0 - threshold, 1e-6)
-    colors = relevancy_colors((relevancy - threshold) / span)
-    above = (relevancy > threshold)[..., None]
-    return torch.where(above, colors, rgb.clamp(0, 1).float())
-
-
-def instance_colors(features: Tensor, seed: int = 0) -> Tensor:
-    """[..., D] instance features -> [..., 3] colours by a fixed random orthonormal projection.
-
-    The projection depends only on D and ``seed``, so an object keeps its colour across views and frames
-    (nerfstudio's own PCA colouring of many-channel outputs changes with every render).
-    """
-    dim = features.shape[-1]
-    generator = torch.Generator().manual_seed(seed)
-    basis, _ = torch.linalg.qr(torch.randn(dim, 3, generator=generator))
-    projected = F.normalize(features.float(), dim=-1) @ basis.to(features.device) * math.sqrt(dim / 3.0)
-    return (0.5 + 0.5 * projected.clamp(-1, 1)).float()
-
-
-def surface_point(model: nn.Module, origin: Tensor, direction: Tensor) -> Tensor | None:
-    """The expected-depth point ([3], nerfstudio frame) of one ray, or None when the ray hits no surface."""
-    device = model.device  # type: ignore[attr-defined]
-    origins = origin.to(device=device, dtype=torch.float32).reshape(1, 3)
-    directions = F.normalize(direction.to(device=device, dtype=torch.float32).reshape(1, 3), dim=-1)
-    bundle = RayBundle(
-        origins=origins,
-        directions=directions,
-        pixel_area=torch.full((1, 1), CLICK_PIXEL_AREA, device=device),
-        camera_indices=torch.zeros((1, 1), dtype=torch.long, device=device),
-    )
-    with evaluating(model), model.rendering(features=False):  # type: ignore[attr-defined,operator]
-        outputs = model(bundle)
-    if float(outputs["accumulation"].reshape(-1)[0]) < MIN_ACCUMULATION:
-        return None
-    return (origins + directions * outputs["expected_depth"].reshape(1, 1))[0]
-
-
-class RelationViewerControls(nn.Module):
+class RelationViewerControls(PanelBase):
     """RelationField's viewer panel: reference picking, relation and object queries, the scene graph.
 
     GUI elements (attribute names sort into the order they are shown in):
@@ -191,7 +68,7 @@ class RelationViewerControls(nn.Module):
     """
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__("Pick a reference, then type a relation query.")
         self.pick_mode = ViewerDropdown(
             "Reference",
             "point",
@@ -217,17 +94,9 @@ class RelationViewerControls(nn.Module):
         )
         self.scene_graph_build = ViewerButton("Build scene graph", cb_hook=lambda _: self.build_scene_graph())
         self.scene_graph_export = ViewerButton("Export scene graph", cb_hook=lambda _: self.export_scene_graph())
-        self.status = ViewerMarkdown("Status", "Pick a reference, then type a relation query.")
-        self.viewer_hook = _ViewerHook(self._setup_from_viewer)
-
-        # No attribute may hold the pipeline or the model directly: nn.Module would register it as a
-        # submodule (a cycle through the model) and the viewer's discovery would walk into it.
-        self.viewer: Any | None = None
-        self.run_dir: Path | None = None
         self.extraction_config: ExtractionConfig | None = None
         """Extraction settings (None: the defaults of ``relationfield export scene-graph``)."""
         self.extraction: Extraction | None = None
-        self._query: FieldQuery | None = None
         self._clusters: tuple[Tensor, np.ndarray] | None = None
         self._clicked: Tensor | None = None
         self._members: Tensor | None = None
@@ -235,7 +104,6 @@ class RelationViewerControls(nn.Module):
         self._reference: Tensor | None = None
         self._relation_text = ""
         self._object_text = ""
-        self._scene_handles: dict[str, list[Any]] = {}
 
     # ------------------------------------------------------------------ setup
     def attach(self, pipeline: Any, viewer: Any | None = None, run_dir: Path | None = None) -> None:
@@ -246,31 +114,11 @@ class RelationViewerControls(nn.Module):
             viewer: nerfstudio's viewer, for drawing in the 3D view and messages; None without a GUI.
             run_dir: where "Export scene graph" writes (default: the viewer's log directory, the run's).
         """
-        self._query = FieldQuery(pipeline)
-        self.viewer = viewer
-        if viewer is not None and getattr(self.viewer_hook, "viewer", None) is not viewer:
-            ViewerControl._setup(self.viewer_hook, viewer)  # pointer callbacks need the viser server
-        if run_dir is None and viewer is not None and getattr(viewer, "log_filename", None) is not None:
-            run_dir = Path(viewer.log_filename).parent
-        self.run_dir = None if run_dir is None else Path(run_dir)
+        super().attach(pipeline, viewer, run_dir)
         self._clusters = None
         self.extraction = None
-        self._scene_handles = {}
         if self._clicked is not None:
             self._draw_reference()  # a reference picked before the viewer started
-
-    def _setup_from_viewer(self, viewer: Any) -> None:
-        self.attach(viewer.pipeline, viewer)
-
-    @property
-    def attached(self) -> bool:
-        """Whether a pipeline is attached (only then are outputs added)."""
-        return self._query is not None
-
-    @property
-    def query(self) -> FieldQuery | None:
-        """The attached pipeline's :class:`FieldQuery` (it loads encoders only when a query is typed)."""
-        return self._query
 
     @property
     def reference(self) -> Tensor | None:
@@ -281,30 +129,6 @@ class RelationViewerControls(nn.Module):
     def relation_text(self) -> str:
         """The relation query in use ("" for none)."""
         return self._relation_text
-
-    @property
-    def object_text(self) -> str:
-        """The object query in use ("" for none)."""
-        return self._object_text
-
-    # --------------------------------------------------------------- messages
-    def say(self, message: str, attention: bool = False) -> None:
-        """Show ``message`` in the status line (and as a notification when it needs attention)."""
-        self.status.content = f"**RelationField:** {message}"
-        CONSOLE.log(f"[relationfield viewer] {message}")
-        server = self._server()
-        if attention and server is not None:
-            for client in server.get_clients().values():
-                client.add_notification(title="RelationField", body=message, auto_close=8000)
-
-    def _server(self) -> ViserServer | None:
-        return getattr(self.viewer, "viser_server", None)
-
-    def _require_query(self) -> FieldQuery | None:
-        query = self.query
-        if query is None:
-            self.say("No trained pipeline is attached to the viewer controls yet.", attention=True)
-        return query
 
     # ----------------------------------------------------------------- picking
     def start_pick(self) -> None:
@@ -359,7 +183,10 @@ class RelationViewerControls(nn.Module):
     def _update_reference(self) -> None:
         assert self._clicked is not None
         point = self._clicked
-        members = self._object_points(point) if self._mode == "object" else None
+        members = None
+        if self._mode == "object":
+            points, labels = self.instance_clusters()
+            members = cluster_at(points, labels, point, self._extraction_config().voxels_per_side)
         self._members = members
         if members is None:
             self._reference = point[None]
@@ -367,9 +194,7 @@ class RelationViewerControls(nn.Module):
             note = "" if self._mode == "point" else " (no object cluster there, using the point)"
             self.say(f"Reference: the point ({where}){note}. " + self._query_hint())
         else:
-            generator = torch.Generator().manual_seed(0)
-            picks = torch.randperm(len(members), generator=generator)[:REFERENCE_SAMPLES]
-            self._reference = members[picks].to(point.device)
+            self._reference = sample_reference(members).to(point.device)
             self.say(f"Reference: an object of {len(members)} surface points. " + self._query_hint())
         self._draw_reference()
 
@@ -377,21 +202,6 @@ class RelationViewerControls(nn.Module):
         if self._relation_text:
             return f"Relation query: {self._relation_text!r}."
         return "Now type a relation query."
-
-    def _object_points(self, point: Tensor) -> Tensor | None:
-        """Surface points of the instance cluster nearest to ``point`` (None if it is in none)."""
-        points, labels = self.instance_clusters()
-        if len(points) == 0:
-            return None
-        distances = (points - point.cpu()).norm(dim=-1)
-        nearest = int(distances.argmin())
-        extent = float((points.max(0).values - points.min(0).values).max())
-        config = self._extraction_config()
-        tolerance = 3.0 * extent / config.voxels_per_side
-        label = int(labels[nearest])
-        if label < 0 or float(distances[nearest]) > tolerance:
-            return None
-        return points[torch.from_numpy(labels == label)]
 
     def instance_clusters(self) -> tuple[Tensor, np.ndarray]:
         """Surface points (nerfstudio frame) and their instance cluster ids, computed once.
@@ -404,8 +214,6 @@ class RelationViewerControls(nn.Module):
             points = query.to_model(torch.from_numpy(self.extraction.points_world).float())
             return points, self.extraction.point_node
         if self._clusters is None:
-            from relationfield.extraction import segment
-
             self.say("Clustering the surface points into objects (once)...")
             with evaluating(query.model):
                 seg = segment(query, self._extraction_config())
@@ -470,34 +278,11 @@ class RelationViewerControls(nn.Module):
         return text
 
     # ----------------------------------------------------------------- outputs
-    @torch.no_grad()
     def relevancy_maps(self, bundle: RayBundle, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
         """Relevancy [H, W] of the active queries ("object", "relation") at each pixel's expected-depth point."""
-        query = self.query
-        wanted = {
-            "object": bool(self._object_text),
-            "relation": bool(self._relation_text and self._reference is not None),
-        }
-        if query is None or not any(wanted.values()) or "expected_depth" not in outputs:
+        if self.query is None:
             return {}
-        origins = bundle.origins.to(outputs["expected_depth"].device)
-        directions = bundle.directions.to(origins.device)
-        points = (origins + directions * outputs["expected_depth"]).reshape(-1, 3)
-        hit = outputs["accumulation"].reshape(-1) >= MIN_ACCUMULATION
-        maps: dict[str, Tensor] = {}
-        for name, active in wanted.items():
-            if not active:
-                continue
-            values = torch.zeros(len(points), device=points.device)
-            if hit.any():
-                if name == "object":
-                    scores = query.object_relevancy(points[hit], self._object_text)
-                else:
-                    assert self._reference is not None
-                    scores = query.relation_relevancy(points[hit], self._reference, self._relation_text)
-                values[hit] = scores.to(values)
-            maps[name] = values.reshape(outputs["expected_depth"].shape[:-1])
-        return maps
+        return surface_relevancy(self.query, bundle, outputs, self._object_text, self._relation_text, self._reference)
 
     @torch.no_grad()
     def add_outputs(self, bundle: RayBundle, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -519,17 +304,12 @@ class RelationViewerControls(nn.Module):
 
     # ------------------------------------------------------------- scene graph
     def _extraction_config(self) -> ExtractionConfig:
-        from relationfield.extraction import ExtractionConfig
-
         if self.extraction_config is None:
             self.extraction_config = ExtractionConfig()
         return self.extraction_config
 
     def build_scene_graph(self) -> Extraction | None:
         """The "Build scene graph" button: ``relationfield export scene-graph``'s extraction, drawn in the 3D view."""
-        from relationfield.extraction import extract_scene_graph
-        from relationfield.vocab import object_vocab, predicate_vocab
-
         query = self._require_query()
         if query is None:
             return None
@@ -571,8 +351,6 @@ class RelationViewerControls(nn.Module):
 
         Builds the scene graph first if it has not been built.
         """
-        from relationfield.scene_graph import write_scene_graph
-
         if self._require_query() is None:
             return None
         if output_dir is None:
@@ -589,88 +367,17 @@ class RelationViewerControls(nn.Module):
         return paths
 
     def _drawn_links(self) -> list[SceneLink]:
-        """Links whose best predicate beats "none", highest score first (at most MAX_DRAWN_LINKS)."""
-        if self.extraction is None:
-            return []
-        links = [link for link in self.extraction.graph.links if not link.none_wins()]
-        return sorted(links, key=lambda link: -float(link.score))[:MAX_DRAWN_LINKS]
+        """The built scene graph's links that are drawn in the 3D view."""
+        return [] if self.extraction is None else drawn_links(self.extraction.graph.links)
 
     # ----------------------------------------------------------------- drawing
-    def _replace_drawing(self, group: str, draw: Callable[[ViserServer, str], list[Any]]) -> None:
-        """Remove what was drawn under ``group`` and draw it again (no-op without a viser server)."""
-        server = self._server()
-        if server is None:
-            return
-        for handle in self._scene_handles.pop(group, []):
-            handle.remove()
-        self._scene_handles[group] = draw(server, f"{SCENE_ROOT}/{group}")
-
     def _draw_reference(self) -> None:
         """A marker at the clicked point, and the object's points in object mode."""
         point, members = self._clicked, self._members
         assert point is not None
-        scale = viser_scale()
-
-        def draw(server: ViserServer, root: str) -> list[Any]:
-            handles = [
-                server.scene.add_icosphere(
-                    f"{root}/marker",
-                    radius=0.08,
-                    color=REFERENCE_COLOR,
-                    position=tuple(float(v) * scale for v in point.tolist()),
-                )
-            ]
-            if members is not None:
-                handles.append(
-                    server.scene.add_point_cloud(
-                        f"{root}/object", points=members.cpu().numpy() * scale, colors=REFERENCE_COLOR, point_size=0.04
-                    )
-                )
-            return handles
-
-        self._replace_drawing("reference", draw)
+        self._replace_drawing("reference", lambda server, root: draw_reference(server, root, point, members))
 
     def _draw_scene_graph(self) -> None:
-        from relationfield.scene_graph import node_colors
-
-        assert self.extraction is not None and self.query is not None
-        graph = self.extraction.graph
-        query = self.query
-        scale = viser_scale()
-
-        def to_viser(world: Any) -> np.ndarray:
-            return (query.to_model(torch.as_tensor(np.asarray(world), dtype=torch.float32)) * scale).numpy()
-
-        centres = {node.id: to_viser([node.centroid])[0] for node in graph.nodes}
-
-        def draw(server: ViserServer, root: str) -> list[Any]:
-            handles: list[Any] = []
-            if len(self.extraction.points_world):
-                handles.append(
-                    server.scene.add_point_cloud(
-                        f"{root}/points",
-                        points=to_viser(self.extraction.points_world),
-                        colors=node_colors(self.extraction.point_node),
-                        point_size=0.03,
-                    )
-                )
-            for node in graph.nodes:
-                label = server.scene.add_label(f"{root}/nodes/{node.id}", node.display_name, position=centres[node.id])
-                handles.append(label)
-            for link in self._drawn_links():
-                source, target = centres[link.source], centres[link.target]
-                name = f"{link.source}_{link.target}"
-                handles.append(
-                    server.scene.add_spline_catmull_rom(
-                        f"{root}/links/{name}", positions=np.stack([source, target]), line_width=2.0, color=LINK_COLOR
-                    )
-                )
-                # the predicate sits nearer the subject, so the labels of a->b and b->a do not overlap
-                handles.append(
-                    server.scene.add_label(
-                        f"{root}/predicates/{name}", link.predicate, position=source + 0.4 * (target - source)
-                    )
-                )
-            return handles
-
-        self._replace_drawing("scene_graph", draw)
+        extraction, query = self.extraction, self.query
+        assert extraction is not None and query is not None
+        self._replace_drawing("scene_graph", lambda server, root: draw_scene_graph(server, root, extraction, query))

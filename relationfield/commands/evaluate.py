@@ -1,0 +1,79 @@
+"""``relationfield eval``: score a predicted scene graph against ground truth."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from relationfield.errors import UserError
+
+
+@dataclass
+class Eval:
+    """Score a predicted scene graph against ground truth (3DSSG-style recalls; protocol in README).
+    Prints a markdown table and writes eval.json and eval.md next to the prediction (or to --output-dir)."""
+
+    pred: Path
+    """scene_graph.json written by `relationfield export scene-graph`."""
+    gt: Path
+    """Ground truth: a synth capture's ground_truth/scene_graph.json, or 3DSSG relationships.json."""
+    output_dir: Path | None = None
+    """Where to write eval.json and eval.md (default: the prediction's directory)."""
+    min_iou: float = 0.1
+    """Minimum 3D box IoU for a predicted node to match a ground-truth object."""
+    min_extent: float = 0.1
+    """Boxes are padded to at least this side length before IoU (surface points of walls are flat)."""
+    ignore_labels: tuple[str, ...] = ()
+    """Ground-truth labels to leave out of every count (e.g. floor wall ceiling)."""
+    node_map: Path | None = None
+    """For 3DSSG ground truth (no geometry): JSON {predicted node id: ground-truth object id}."""
+    scan: str | None = None
+    """For 3DSSG ground truth with several scans: the scan id."""
+    load_config: Path | None = None
+    """The run the graph was exported from: adds relation-guided segmentation (needs synth ground truth and
+    the export's points.ply)."""
+    points: Path | None = None
+    """points.ply of the export, for relation-guided segmentation (default: next to --pred)."""
+    guided_threshold: float = 0.5
+    """Relevancy above which a point counts as selected in relation-guided segmentation."""
+
+    def main(self) -> None:
+        from relationfield.evaluation import evaluate_files
+
+        output_dir = self.output_dir or self.pred.parent
+        result = evaluate_files(
+            self.pred,
+            self.gt,
+            output_dir=output_dir,
+            min_iou=self.min_iou,
+            min_extent=self.min_extent,
+            ignore_labels=self.ignore_labels,
+            node_map_path=self.node_map,
+            scan=self.scan,
+        )
+        report = result.to_markdown()
+        if self.load_config is not None:
+            guided = self._guided(result)
+            report += "\n" + guided.to_markdown()
+            summary = json.loads((output_dir / "eval.json").read_text(encoding="utf-8"))
+            summary["relation_guided"] = guided.to_json()
+            (output_dir / "eval.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+            (output_dir / "eval.md").write_text(report, encoding="utf-8")
+        print(report)
+
+    def _guided(self, result):
+        from relationfield.evaluation import relation_guided_segmentation
+        from relationfield.query import FieldQuery
+        from relationfield.scene_graph import read_ply
+
+        points_path = self.points or self.pred.parent / "points.ply"
+        points, nodes = read_ply(points_path)
+        if nodes is None:
+            raise UserError(f"{points_path} has no node ids; pass the points.ply written by export scene-graph")
+        gt = json.loads(self.gt.read_text(encoding="utf-8"))
+        matches = {m.gt_id: m.node_id for m in result.matches}
+        query = FieldQuery.load(self.load_config)
+        return relation_guided_segmentation(
+            query, points, nodes, gt, matches, threshold=self.guided_threshold, min_extent=self.min_extent
+        )
