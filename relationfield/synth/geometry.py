@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import trimesh
+
+if TYPE_CHECKING:
+    import trimesh
 
 Shape = Literal["box", "cylinder", "sphere"]
 Axis = Literal["x", "y", "z"]
@@ -111,6 +113,8 @@ class Part:
 
     def mesh(self) -> trimesh.Trimesh:
         """A closed triangle mesh of this part with outward-facing normals."""
+        import trimesh  # here: the scene layouts (and the CLI's --help, which lists them) need no meshes
+
         if self.shape == "box":
             mesh = trimesh.creation.box(extents=(1.0, 1.0, 1.0))
         elif self.shape == "cylinder":
