@@ -7,7 +7,6 @@ world frame); viser's scene is nerfstudio's scaled by :func:`relationfield.viewe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -17,19 +16,11 @@ from viser import ViserServer
 
 from relationfield.extraction import Extraction
 from relationfield.query import FieldQuery
-from relationfield.scene_graph import SceneLink, node_colors
+from relationfield.scene_graph import drawn_links, node_colors
 from relationfield.viewer.render import viser_scale
 
-MAX_DRAWN_LINKS = 150
-"""At most this many relations (highest score first) are drawn in the 3D view."""
 REFERENCE_COLOR = (255, 90, 30)
 LINK_COLOR = (255, 211, 105)
-
-
-def drawn_links(links: Sequence[SceneLink]) -> list[SceneLink]:
-    """Links whose best predicate beats "none", highest score first (at most MAX_DRAWN_LINKS)."""
-    kept = [link for link in links if not link.none_wins()]
-    return sorted(kept, key=lambda link: -float(link.score))[:MAX_DRAWN_LINKS]
 
 
 def draw_reference(server: ViserServer, root: str, point: Tensor, members: Tensor | None) -> list[Any]:
@@ -73,7 +64,7 @@ def draw_scene_graph(server: ViserServer, root: str, extraction: Extraction, que
         )
     for node in graph.nodes:
         handles.append(server.scene.add_label(f"{root}/nodes/{node.id}", node.display_name, position=centres[node.id]))
-    for link in drawn_links(graph.links):
+    for link in drawn_links(graph.links)[0]:
         source, target = centres[link.source], centres[link.target]
         name = f"{link.source}_{link.target}"
         handles.append(

@@ -8,7 +8,6 @@ server.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,8 @@ from torch import Tensor
 from relationfield.errors import UserError
 from relationfield.extraction import Extraction, ExtractionConfig, extract_scene_graph, segment
 from relationfield.query import OBJECT_NEGATIVES, RELATION_NEGATIVES, parse_query, sample_reference
-from relationfield.scene_graph import SceneLink, write_scene_graph
-from relationfield.viewer.drawing import draw_reference, draw_scene_graph, drawn_links
+from relationfield.scene_graph import SceneLink, drawn_links, write_scene_graph
+from relationfield.viewer.drawing import draw_reference, draw_scene_graph
 from relationfield.viewer.panel_base import PanelBase
 from relationfield.viewer.render import (
     cluster_at,
@@ -319,7 +318,7 @@ class RelationViewerControls(PanelBase):
             self.say(str(error), attention=True)
             return None
         self.say("Building the scene graph (rendering paused)...")
-        start = time.perf_counter()
+        load_config = None if self.run_dir is None else self.run_dir / "config.yml"
 
         def progress(stage: str, total: int) -> Callable[[int], None]:
             self.say(f"Building the scene graph: {stage} ({total})...")
@@ -327,21 +326,18 @@ class RelationViewerControls(PanelBase):
 
         try:
             with evaluating(query.model):
-                extraction = extract_scene_graph(query, objects, predicates, self._extraction_config(), progress)
+                extraction = extract_scene_graph(
+                    query, objects, predicates, self._extraction_config(), progress, load_config
+                )
         except UserError as error:
             self.say(str(error), attention=True)
             return None
-        seconds = time.perf_counter() - start
-        metadata = {"extraction_seconds": round(seconds, 2)}
-        if self.run_dir is not None:
-            metadata["load_config"] = str(self.run_dir / "config.yml")
-        extraction.graph.metadata.update(metadata)
         self.extraction = extraction
         graph = extraction.graph
         shown = len(self._drawn_links())
         self.say(
             f"Scene graph: {len(graph.nodes)} objects, {shown} relations shown "
-            f"({len(graph.links)} pairs scored) in {seconds:.1f} s."
+            f"({len(graph.links)} pairs scored) in {extraction.seconds:.1f} s."
         )
         self._draw_scene_graph()
         return extraction
@@ -368,7 +364,7 @@ class RelationViewerControls(PanelBase):
 
     def _drawn_links(self) -> list[SceneLink]:
         """The built scene graph's links that are drawn in the 3D view."""
-        return [] if self.extraction is None else drawn_links(self.extraction.graph.links)
+        return [] if self.extraction is None else drawn_links(self.extraction.graph.links)[0]
 
     # ----------------------------------------------------------------- drawing
     def _draw_reference(self) -> None:
