@@ -1,7 +1,8 @@
 """The label store: per-frame masks, their embeddings and relations, shared by preprocessing and training.
 
 * :mod:`relationfield.labels.format` - the on-disk layout and shared helpers (hashing, atomic writes)
-* :mod:`relationfield.labels.writer` - :class:`LabelWriter`, :func:`segments_from_masks`
+* :mod:`relationfield.labels.writer` - :class:`LabelWriter`
+* :mod:`relationfield.labels.segments` - :func:`segments_from_masks`
 * :mod:`relationfield.labels.manifest` - :func:`read_manifest` and the check that labels match the capture
 * :mod:`relationfield.labels.frames` - reading one frame file and the predicate table
 * :mod:`relationfield.labels.store` - :class:`LabelStore`, the store as training tensors
@@ -22,7 +23,7 @@ _LAZY = {
     "label_from_ground_truth": "relationfield.labels.gt_labeler",
     "LabelStore": "relationfield.labels.store",
     "LabelWriter": "relationfield.labels.writer",
-    "segments_from_masks": "relationfield.labels.writer",
+    "segments_from_masks": "relationfield.labels.segments",
 }
 
 

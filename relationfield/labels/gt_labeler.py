@@ -305,11 +305,7 @@ class _FrameLabeler:
             producer="label-gt",
             options=options,
         )
-        writer.set_predicates(
-            predicates,
-            np.stack([table[p] for p in predicates]) if predicates else np.zeros((0, encoder.dim), np.float32),
-            table[NONE_PREDICATE],
-        )
+        writer.set_predicate_table(predicates, table)
         return cls(writer, truth, table, encoder.dim, relation_noise, drop_rate, seed)
 
     def label(self, index: int, name: str, instance_map: np.ndarray) -> None:

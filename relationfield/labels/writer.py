@@ -41,6 +41,7 @@ from relationfield.labels.format import (
     preview_names,
     save_npz_atomic,
 )
+from relationfield.vocab import NONE_PREDICATE
 
 #: A relation as given to :meth:`LabelWriter.write_frame`: (subject mask, object mask, predicates),
 #: mask ids local to the frame and 1-based.
@@ -61,43 +62,6 @@ def _normalize_rows(array: np.ndarray) -> np.ndarray:
     """L2-normalise the rows of ``array`` (rows of zeros stay zero)."""
     norms = np.linalg.norm(array, axis=-1, keepdims=True)
     return array / np.maximum(norms, 1e-12)
-
-
-def segments_from_masks(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rasterise possibly overlapping binary masks into one segment map.
-
-    Masks are painted from the largest to the smallest, so where masks overlap the smaller one
-    wins (a cup on a table keeps its pixels). Masks that end up with no pixels are dropped and the
-    remaining ones get compact local ids ``1..n`` in their original order.
-
-    Args:
-        masks: boolean array ``[N, H, W]``.
-
-    Returns:
-        ``(segments, kept)``: ``segments`` ``[H, W]`` (uint8 when ``n <= 255``, else uint16) with
-        0 for pixels no mask covers and ``k`` for local mask ``k``; ``kept`` ``[n]`` (int64) with
-        the original index of each local mask (local mask ``k`` is ``masks[kept[k - 1]]``).
-    """
-    masks = np.asarray(masks)
-    if masks.ndim != 3:
-        raise ValueError(f"masks must have shape [N, H, W], got {masks.shape}")
-    masks = masks.astype(bool, copy=False)
-    num, height, width = masks.shape
-    painted = np.zeros((height, width), dtype=np.int64)
-    if num:
-        areas = masks.reshape(num, -1).sum(axis=1)
-        for index in np.argsort(-areas, kind="stable"):
-            painted[masks[index]] = index + 1
-    present = np.zeros(num + 1, dtype=bool)
-    present[np.unique(painted)] = True
-    present[0] = False
-    kept = np.flatnonzero(present) - 1  # original indices, ascending
-    if len(kept) > MAX_MASKS_PER_FRAME:
-        raise ValueError(f"a frame may hold at most {MAX_MASKS_PER_FRAME} masks, got {len(kept)}")
-    lut = np.zeros(num + 1, dtype=np.int64)
-    lut[kept + 1] = np.arange(1, len(kept) + 1)
-    dtype = np.uint8 if len(kept) <= 255 else np.uint16
-    return lut[painted].astype(dtype), kept.astype(np.int64)
 
 
 def _segment_map(name: str, segments: np.ndarray, num_masks: int) -> np.ndarray:
@@ -210,6 +174,10 @@ class LabelWriter:
         self._predicate_index = {text: i for i, text in enumerate(self._predicates)}
         self._predicate_embeddings = table[order]
         self._none_embedding = none_vector
+
+    def set_predicate_table(self, texts: Sequence[str], table: Mapping[str, Any]) -> None:
+        """:meth:`set_predicates` from a text -> embedding table that also holds "none"."""
+        self.set_predicates(texts, [table[text] for text in texts], table[NONE_PREDICATE])
 
     def write_frame(
         self,

@@ -108,11 +108,7 @@ def open_writer(
         producer="embed",
         options=options,
     )
-    writer.set_predicates(
-        predicates,
-        np.stack([table[p] for p in predicates]) if predicates else np.zeros((0, text_encoder.dim), np.float32),
-        table[NONE_PREDICATE],
-    )
+    writer.set_predicate_table(predicates, table)
     summary.update(semantic_encoder=semantic.name, relation_encoder=text_encoder.name, predicates=len(predicates))
     return writer
 

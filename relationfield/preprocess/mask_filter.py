@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from relationfield.labels.writer import segments_from_masks
+from relationfield.labels.segments import segments_from_masks
 from relationfield.preprocess.sam import MaskRecord
 
 
