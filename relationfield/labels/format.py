@@ -42,14 +42,12 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
-from typing import IO
 
 import numpy as np
 
+from relationfield.atomic import atomic_write
 from relationfield.errors import UserError
 
 FORMAT_NAME = "relationfield-labels"
@@ -134,26 +132,6 @@ def frame_hash(data_dir: Path, frame_names: Sequence[str]) -> str:
     ``frame_names``. Raises :class:`UserError` when an image is missing.
     """
     return combine_hashes(list(frame_names), frame_file_hashes(data_dir, frame_names))
-
-
-@contextmanager
-def atomic_write(path: Path, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary file next to ``path`` and move it over ``path`` only if the block succeeds.
-
-    Readers therefore see either the old file or the complete new one, never a partial file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray], compress: bool = True) -> None:

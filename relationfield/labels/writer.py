@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from relationfield.atomic import atomic_write
 from relationfield.errors import UserError
 from relationfield.labels.format import (
     FORMAT_NAME,
@@ -33,7 +34,6 @@ from relationfield.labels.format import (
     MANIFEST_FILE,
     MAX_MASKS_PER_FRAME,
     PREDICATES_FILE,
-    atomic_write,
     combine_hashes,
     frame_file_hashes,
     frame_file_name,

@@ -16,9 +16,10 @@ from typing import Any
 
 from PIL import Image
 
+from relationfield.atomic import atomic_write
 from relationfield.errors import UserError
 from relationfield.images import load_rgb
-from relationfield.labels.format import atomic_write, file_sha256, normalize_frame_name
+from relationfield.labels.format import file_sha256, normalize_frame_name
 from relationfield.preprocess.cost import Usage
 from relationfield.preprocess.frames import select_frames
 from relationfield.preprocess.overlay import draw_set_of_mark, present_tags

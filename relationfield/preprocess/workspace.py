@@ -61,8 +61,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from relationfield.atomic import atomic_write
 from relationfield.errors import UserError
-from relationfield.labels.format import atomic_write, frame_file_name, normalize_frame_name
+from relationfield.labels.format import frame_file_name, normalize_frame_name
 from relationfield.vocab import NONE_PREDICATE
 
 DEFAULT_WORKSPACE_SUBDIR = "relationfield_work"

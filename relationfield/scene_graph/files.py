@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from relationfield.atomic import atomic_write
 from relationfield.errors import UserError
-from relationfield.scene_graph.atomic import atomic_write
 from relationfield.scene_graph.colors import NOISE_COLOR, node_colors
 from relationfield.scene_graph.graph import SceneGraph
 from relationfield.scene_graph.picture import draw_scene_graph
@@ -61,7 +61,8 @@ def write_scene_graph(
     output_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": output_dir / JSON_FILE, "png": output_dir / PNG_FILE}
     text = json.dumps(graph.to_json(), indent=2) + "\n"
-    atomic_write(paths["json"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    with atomic_write(paths["json"], "w") as handle:
+        handle.write(text)
     draw_scene_graph(graph, paths["png"])
     if cloud is not None:
         paths["ply"] = output_dir / PLY_FILE

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from relationfield.scene_graph.atomic import atomic_write
+from relationfield.atomic import atomic_write
 from relationfield.scene_graph.colors import node_colors
 from relationfield.scene_graph.graph import SceneGraph, SceneLink, SceneNode
 from relationfield.scene_graph.layout import layout
@@ -72,7 +72,8 @@ def draw_scene_graph(graph: SceneGraph, path: Path, title: str | None = None) ->
     figure, dpi = _render(graph, title)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: figure.savefig(str(tmp), format="png", dpi=dpi))
+    with atomic_write(path) as handle:
+        figure.savefig(handle, format="png", dpi=dpi)
 
 
 def _render(graph: SceneGraph, title: str | None) -> tuple[Figure, float]:

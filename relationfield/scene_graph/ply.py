@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from relationfield.atomic import atomic_write
 from relationfield.errors import UserError
-from relationfield.scene_graph.atomic import atomic_write
 
 __all__ = ["as_colors", "as_node_ids", "as_points", "read_ply", "write_ply"]
 
@@ -34,7 +34,8 @@ def write_ply(path: Path, points: np.ndarray, colors: np.ndarray, node_ids: np.n
     data = PlyData([PlyElement.describe(vertex, "vertex")], text=False, byte_order="<")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: data.write(str(tmp)))
+    with atomic_write(path) as handle:
+        data.write(handle)
 
 
 def read_ply(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
