@@ -31,7 +31,7 @@ from relationfield.errors import UserError
 from relationfield.vocab import NONE_PREDICATE
 
 OBJECT_NEGATIVES: tuple[str, ...] = ("object", "things", "stuff", "texture")
-RELATION_NEGATIVES: tuple[str, ...] = ("none", "next to", "and")
+RELATION_NEGATIVES: tuple[str, ...] = (NONE_PREDICATE, "next to", "and")
 RELEVANCY_TEMPERATURE = 0.1
 RELATIONFIELD_METHODS = ("relationfield", "relationfield-lite")
 REFERENCE_SAMPLES = 16
