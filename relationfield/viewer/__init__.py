@@ -1,7 +1,8 @@
 """Interactive relation and object queries in nerfstudio's viewer (``ns-viewer``, or ``ns-train``'s viewer).
 
-:class:`RelationViewerControls` is an ``nn.Module`` without parameters that the model creates in
-``populate_modules``. nerfstudio's viewer finds its GUI elements and its ``ViewerControl`` on its own and
+:class:`RelationViewerControls` is an ``nn.Module`` without parameters that
+:class:`relationfield.pipeline.RelationFieldPipeline` sets as ``model.viewer_controls`` (the model imports no
+GUI code). nerfstudio's viewer finds its GUI elements and its ``ViewerControl`` on its own and
 installs them under "Custom Elements"; the control's ``_setup`` hands over the viewer, which attaches the
 pipeline. Until then (training without a viewer, ``relationfield query``, tests that do not attach) the
 controls change no output.
