@@ -54,6 +54,9 @@ def _imports(tree: ast.AST, modules: dict[str, Path]) -> set[str]:
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names = [f"{node.module}.{alias.name}" for alias in node.names]
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "_LAZY" for t in node.targets):
+            # a package's lazy map (name -> module, imported on first use) counts as importing those modules
+            names = [value.value for value in getattr(node.value, "values", []) if isinstance(value, ast.Constant)]
         for name in names:
             if name.split(".")[0] == "relationfield" and (target := resolve(name)):
                 found.add(target)
