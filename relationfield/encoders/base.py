@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
 #: Texts (or images) per forward pass.
@@ -42,6 +43,11 @@ class TextEncoder(ABC):
         embeddings = self._encode_unique(unique)
         index = {text: row for row, text in enumerate(unique)}
         return embeddings[torch.tensor([index[text] for text in texts], dtype=torch.long)].clone()
+
+    def encode_table(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Text -> float32 embedding (numpy) of each distinct text in ``texts``, each encoded once."""
+        unique = list(dict.fromkeys(str(text) for text in texts))
+        return dict(zip(unique, self.encode(unique).numpy()))
 
     @abstractmethod
     def _encode_unique(self, texts: list[str]) -> torch.Tensor:

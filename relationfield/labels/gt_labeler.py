@@ -295,7 +295,7 @@ class _FrameLabeler:
         predicates = truth.predicates
         object_texts = sorted({truth.labels[i] for i in sorted(truth.labels)})
         texts = list(dict.fromkeys([*object_texts, *predicates, NONE_PREDICATE]))
-        table = dict(zip(texts, encoder.encode(texts).numpy()))  # each unique text encoded once
+        table = encoder.encode_table(texts)
         writer = LabelWriter(
             labels_dir,
             semantic_encoder=encoder.name,

@@ -56,14 +56,6 @@ def _frame_image(data_dir: Path, plan: FramePlan, segments: np.ndarray, need_pix
     return image
 
 
-def _encode_table(encoder: TextEncoder, texts: Sequence[str]) -> dict[str, np.ndarray]:
-    """Text -> float32 embedding, each distinct text encoded once."""
-    unique = list(dict.fromkeys(texts))
-    if not unique:
-        return {}
-    return dict(zip(unique, encoder.encode(unique).numpy().astype(np.float32)))
-
-
 def recorded_options(
     semantic_source: str, workspace: Path, semantic_name: str, text_name: str, crops: CropOptions
 ) -> dict[str, Any]:
@@ -98,7 +90,7 @@ def open_writer(
     """
     semantic = image_encoder if image_encoder is not None else text_encoder
     predicates = sorted({p for plan in plans for _, _, preds in plan.relations.relations for p in preds})
-    table = _encode_table(text_encoder, [*predicates, NONE_PREDICATE])
+    table = text_encoder.encode_table([*predicates, NONE_PREDICATE])
     writer = LabelWriter(
         labels_dir,
         semantic_encoder=semantic.name,
@@ -130,7 +122,7 @@ def write_frames(
     """
     names: dict[str, np.ndarray] = {}
     if clip is None:
-        names = _encode_table(text_encoder, sorted({n for plan in plans for n in plan.relations.objects.values()}))
+        names = text_encoder.encode_table(sorted({n for plan in plans for n in plan.relations.objects.values()}))
     labelled: list[str] = []
     bar, advance = item_progress(progress, len(plans), "Embedding")
     with bar:
