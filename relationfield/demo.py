@@ -149,6 +149,7 @@ def run_demo(
     """Run every stage of the demo into ``output`` and return the report."""
     from relationfield.evaluation import evaluate_files
     from relationfield.export import export_scene_graph
+    from relationfield.extraction.config import ExtractionConfig
     from relationfield.progress import rich_progress
     from relationfield.query import FieldQuery
     from relationfield.vocab import object_vocab, predicate_vocab
@@ -168,8 +169,15 @@ def run_demo(
         query = FieldQuery.load(config)
         bar, progress = rich_progress()
         with bar:
+            # All pairs: Reference R@k and none precision need the links to every other object.
             return export_scene_graph(
-                query, output / "scene_graph", object_vocab(), predicate_vocab(), progress=progress, load_config=config
+                query,
+                output / "scene_graph",
+                object_vocab(),
+                predicate_vocab(),
+                ExtractionConfig(all_pairs=True),
+                progress=progress,
+                load_config=config,
             )
 
     exported = _stage("scene-graph export", seconds, export)

@@ -11,8 +11,10 @@ from relationfield.errors import UserError
 
 @dataclass
 class Eval:
-    """Score a predicted scene graph against ground truth (3DSSG-style recalls; protocol in README).
-    Prints a markdown table and writes eval.json and eval.md next to the prediction (or to --output-dir)."""
+    """Score a predicted scene graph against ground truth (3DSSG-style recalls, Reference R@k and none
+    precision; protocol in README). Reference R@k and none precision need links for all pairs (export with
+    --all-pairs). Prints a markdown table and writes eval.json and eval.md next to the prediction (or to
+    --output-dir)."""
 
     pred: Path
     """scene_graph.json written by `relationfield export scene-graph`."""
@@ -26,6 +28,8 @@ class Eval:
     """Boxes are padded to at least this side length before IoU (surface points of walls are flat)."""
     ignore_labels: tuple[str, ...] = ()
     """Ground-truth labels to leave out of every count (e.g. floor wall ceiling)."""
+    structural_labels: tuple[str, ...] = ("floor", "wall", "ceiling")
+    """Ground-truth labels left out of none precision (everything stands on the floor or against a wall)."""
     node_map: Path | None = None
     """For 3DSSG ground truth (no geometry): JSON {predicted node id: ground-truth object id}."""
     scan: str | None = None
@@ -51,6 +55,7 @@ class Eval:
             ignore_labels=self.ignore_labels,
             node_map_path=self.node_map,
             scan=self.scan,
+            structural_labels=self.structural_labels,
         )
         report = result.to_markdown()
         if self.load_config is not None:

@@ -25,6 +25,7 @@ from relationfield.evaluation.matching import (
 )
 from relationfield.evaluation.prediction import Prediction, read_prediction
 from relationfield.evaluation.ranking import OBJECT_KS, PREDICATE_KS, RELATION_KS, object_ranks, recall, triplet_ranks
+from relationfield.evaluation.reference import STRUCTURAL_LABELS, reference_metrics
 from relationfield.evaluation.report import EvalResult, write_report
 from relationfield.evaluation.schema import Name, validate
 
@@ -40,6 +41,7 @@ def evaluate(
     ignore_labels: Sequence[str] = (),
     node_map: Mapping[int, int] | None = None,
     scan: str | None = None,
+    structural_labels: Sequence[str] = STRUCTURAL_LABELS,
 ) -> EvalResult:
     """Evaluate a prediction (our export format) against ground truth (synthetic or 3DSSG).
 
@@ -48,7 +50,7 @@ def evaluate(
     With synthetic ground truth the nodes are matched by aabb IoU (``min_iou``), unless a
     ``node_map`` is given, which is then used instead. GT objects whose label is in
     ``ignore_labels`` take part in the matching, then they and their triplets are left out of every
-    count and denominator.
+    count and denominator. ``structural_labels`` are left out of none precision (see :mod:`.reference`).
     """
     if isinstance(min_iou, bool) or not isinstance(min_iou, numbers.Real) or not 0.0 < float(min_iou) <= 1.0:
         raise UserError(f"min_iou must be a number in (0, 1], got {min_iou!r}")
@@ -67,6 +69,7 @@ def evaluate(
 
     ranks = triplet_ranks(triplets, truth, prediction, node_of)
     ious = [m.iou for m in matches if m.iou is not None]
+    structural = _ignore_set(structural_labels, "structural_labels", "a structural label")
     return EvalResult(
         object_recall=recall(object_ranks(kept, prediction, node_of), OBJECT_KS),
         predicate_recall=recall(ranks.predicate, PREDICATE_KS),
@@ -87,6 +90,7 @@ def evaluate(
         ignore_labels=tuple(sorted(ignored)),
         scan=truth.scan,
         matches=tuple(matches),
+        reference=reference_metrics(triplets, kept, prediction, node_of, structural),
     )
 
 
@@ -102,10 +106,10 @@ def _match(
     return match_by_iou(prediction, objects, min_iou, min_extent), MATCHING_IOU
 
 
-def _ignore_set(ignore_labels: Sequence[str]) -> set[str]:
-    if isinstance(ignore_labels, str) or not isinstance(ignore_labels, Iterable):
-        raise UserError(f"ignore_labels must be a list of labels, got {ignore_labels!r}")
-    return set(validate(_LABELS, list(ignore_labels), lambda loc: "an ignored label"))
+def _ignore_set(labels: Sequence[str], what: str = "ignore_labels", item: str = "an ignored label") -> set[str]:
+    if isinstance(labels, str) or not isinstance(labels, Iterable):
+        raise UserError(f"{what} must be a list of labels, got {labels!r}")
+    return set(validate(_LABELS, list(labels), lambda loc: item))
 
 
 def read_json(path: Path, what: str) -> Any:
@@ -135,6 +139,7 @@ def evaluate_files(
     ignore_labels: Sequence[str] = (),
     node_map_path: Path | None = None,
     scan: str | None = None,
+    structural_labels: Sequence[str] = STRUCTURAL_LABELS,
 ) -> EvalResult:
     """:func:`evaluate` on files; with ``output_dir``, also write ``eval.json`` and ``eval.md`` there."""
     pred = read_json(Path(pred_path), "prediction file")
@@ -144,7 +149,14 @@ def evaluate_files(
         node_map = read_node_map(read_json(Path(node_map_path), "node map file"), f"node map {node_map_path}")
     try:
         result = evaluate(
-            pred, gt, min_iou=min_iou, min_extent=min_extent, ignore_labels=ignore_labels, node_map=node_map, scan=scan
+            pred,
+            gt,
+            min_iou=min_iou,
+            min_extent=min_extent,
+            ignore_labels=ignore_labels,
+            node_map=node_map,
+            scan=scan,
+            structural_labels=structural_labels,
         )
     except UserError as exc:
         raise UserError(f"evaluating {pred_path} against {gt_path}: {exc}") from exc

@@ -10,6 +10,7 @@ from typing import Any
 
 from relationfield.errors import UserError
 from relationfield.evaluation.matching import MATCHING_IOU, Match
+from relationfield.evaluation.reference import SUPPORT_PREDICATES, ReferenceResult
 
 EVAL_FORMAT = "relationfield-eval"
 EVAL_VERSION = 1
@@ -38,6 +39,8 @@ class EvalResult:
     ignore_labels: tuple[str, ...]
     scan: str | None
     matches: tuple[Match, ...]
+    reference: ReferenceResult
+    """Reference R@k and none precision (the metrics that see whether a relation depends on its reference)."""
 
     def counts(self) -> dict[str, int]:
         """The counts, by name (the same names as in :meth:`to_json`)."""
@@ -51,6 +54,7 @@ class EvalResult:
             "pred_links": self.num_pred_links,
             "ignored_gt_objects": self.num_ignored_objects,
             "ignored_gt_triplets": self.num_ignored_triplets,
+            "gt_unrelated_pairs": self.reference.unrelated_pairs,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -70,25 +74,38 @@ class EvalResult:
                 "predicate": _recall_to_json(self.predicate_recall),
                 "relation": _recall_to_json(self.relation_recall),
             },
+            "reference": {
+                "recall": _recall_to_json(self.reference.recall()),
+                "support_recall": _recall_to_json(self.reference.support_recall),
+                "support_predicates": sorted(SUPPORT_PREDICATES),
+                "per_predicate": {
+                    p: {"triplets": n, "recall": _recall_to_json(r)}
+                    for p, (n, r) in self.reference.per_predicate().items()
+                },
+            },
+            "none_precision": self.reference.none_precision,
             "mean_iou": self.mean_iou,
             "counts": self.counts(),
             "matches": [{"gt_id": m.gt_id, "node_id": m.node_id, "iou": m.iou} for m in self.matches],
         }
 
     def to_markdown(self) -> str:
-        """A small markdown report: one table of recalls (in %) and one of counts."""
+        """A small markdown report: a table of recalls (in %), Reference R@k per predicate, and the counts."""
         rows = [
             ("Object", self.object_recall),
             ("Predicate", self.predicate_recall),
             ("Relation (triplet)", self.relation_recall),
+            ("Reference", self.reference.recall()),
+            ("Reference, support predicates", self.reference.support_recall),
         ]
         lines = ["| metric | recall (%) |", "|---|---|"]
         for name, recall in rows:
-            ks = " / ".join(f"R@{k}" for k in recall)
-            values = " / ".join(_format_percent(v) for v in recall.values())
-            lines.append(f"| {name} {ks} | {values} |")
+            lines.append(f"| {name} {' / '.join(f'R@{k}' for k in recall)} | {_format_recalls(recall)} |")
+        lines.append(f"| None precision (unrelated pairs) | {_format_percent(self.reference.none_precision)} |")
         mean_iou = "n/a" if self.mean_iou is None else f"{self.mean_iou:.3f}"
         lines.append(f"| Mean IoU of matches | {mean_iou} |")
+        lines += ["", "| predicate | GT triplets | Reference R@1 / R@3 (%) |", "|---|---|---|"]
+        lines += [f"| {p} | {n} | {_format_recalls(r)} |" for p, (n, r) in self.reference.per_predicate().items()]
         lines += ["", "| count | value |", "|---|---|"]
         lines += [f"| {name.replace('_', ' ')} | {value} |" for name, value in self.counts().items()]
         ignored = ", ".join(self.ignore_labels) if self.ignore_labels else "none"
@@ -104,6 +121,10 @@ class EvalResult:
 
 def _recall_to_json(recall: Mapping[int, float | None]) -> dict[str, float | None]:
     return {str(k): v for k, v in recall.items()}
+
+
+def _format_recalls(recall: Mapping[int, float | None]) -> str:
+    return " / ".join(_format_percent(v) for v in recall.values())
 
 
 def _format_percent(value: float | None) -> str:
