@@ -80,6 +80,7 @@ class PairPixelSampler(PixelSampler):
         batch["mask_id"] = pairs.mask
         batch["relation_id"] = pairs.relation
         batch["from_relation"] = pairs.from_relation
+        batch["pair_source"] = pairs.source
         return batch
 
 
@@ -93,7 +94,10 @@ class RelationFieldDataManagerConfig(VanillaDataManagerConfig):
     images_per_batch: int = 8
     """Images one training batch is spread over (pairs are drawn within an image)."""
     relation_pair_fraction: float = 0.5
-    """Share of ray pairs drawn from labelled relations (the rest are uniform pairs, mostly "none")."""
+    """Share of ray pairs drawn from labelled relations."""
+    object_pair_fraction: float = 0.25
+    """Share of ray pairs joining two different masks of an image, each mask drawn uniformly (mostly unrelated
+    objects: they teach "none"). The rest are uniform pixel pairs."""
     depth_supervision: bool = False
     """Load frames' depth_file_path maps and supervise expected depth with them."""
     sampler_seed: int = 0
@@ -173,6 +177,7 @@ class RelationFieldDataManager(VanillaDataManager[RelationFieldDataset]):
             images_per_batch=self.config.images_per_batch,
             relation_pair_fraction=self.config.relation_pair_fraction,
             seed=self.config.sampler_seed,
+            object_pair_fraction=self.config.object_pair_fraction,
         )
         self.train_pixel_sampler = PairPixelSampler(
             self.config.pixel_sampler, pair_sampler, num_rays_per_batch=self.config.train_num_rays_per_batch

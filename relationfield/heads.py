@@ -68,15 +68,23 @@ class RelationHead(nn.Module):
     """g(x, z): the relation of the object at ``x`` to the object at the query position ``z``.
 
     The input is the hash encoding of x, the hash encoding of z (the same grid) and the offset z - x, so
-    spatial predicates ("higher than", "standing on") can use geometry directly.
+    spatial predicates ("higher than", "standing on") can use geometry directly. With
+    ``offset_frequencies`` > 0 the offset also enters as sines and cosines at that many octaves (periods
+    from 2 down to 2 / 2**(F-1) normalised units): a raw offset of a few hundredths is easy for the MLP
+    to ignore, its Fourier features are not.
     """
 
-    def __init__(self, out_dim: int, spec: GridSpec, implementation: Implementation) -> None:
+    def __init__(
+        self, out_dim: int, spec: GridSpec, implementation: Implementation, offset_frequencies: int = 0
+    ) -> None:
         super().__init__()
         self.encoding = _grid(spec, implementation)
         grid_dim = self.encoding.get_out_dim()
+        self.register_buffer(
+            "offset_scales", torch.pi * 2.0 ** torch.arange(offset_frequencies, dtype=torch.float32), persistent=False
+        )
         self.mlp = MLP(
-            in_dim=2 * grid_dim + 3,
+            in_dim=2 * grid_dim + 3 + 6 * offset_frequencies,
             num_layers=spec.num_layers + 1,
             layer_width=spec.hidden_dim,
             out_dim=out_dim,
@@ -96,8 +104,10 @@ class RelationHead(nn.Module):
             enc_z = self.encoding(query.reshape(-1, 3))
         else:
             enc_z = query_encoding.expand(*shape, query_encoding.shape[-1]).reshape(-1, query_encoding.shape[-1])
-        offset = (query - positions).reshape(-1, 3)
-        features = self.mlp(torch.cat([enc_x, enc_z.to(enc_x.dtype), offset.to(enc_x.dtype)], dim=-1))
+        offset = (query - positions).reshape(-1, 3).float()
+        angles = (offset[:, :, None] * self.offset_scales).reshape(len(offset), -1)
+        parts = [enc_x, enc_z.to(enc_x.dtype), offset, torch.sin(angles), torch.cos(angles)]
+        features = self.mlp(torch.cat([part.to(enc_x.dtype) for part in parts], dim=-1))
         return features.reshape(*shape, -1).float()
 
 

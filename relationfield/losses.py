@@ -101,19 +101,18 @@ def relation_loss(
     positives: Tensor,
     table: Tensor,
     valid: Tensor,
-    none_weight: float,
+    none_weight: float | Tensor,
     contrastive_weight: float,
     temperature: float = 0.1,
 ) -> Tensor:
     """Cosine loss to the pair's relation (or "none") embedding plus the multi-positive contrastive term.
 
-    Pairs without a relation ("none", the last column of ``positives``) are down-weighted by
-    ``none_weight`` because uniformly paired rays are almost all "none".
+    Pairs without a relation ("none", the last column of ``positives``) are weighted by ``none_weight``
+    (a number, or one per ray [N]): uniformly paired rays are almost all "none" between large surfaces.
     """
     is_none = positives[:, -1]
-    weights = valid.to(pred.dtype) * torch.where(
-        is_none, torch.full_like(pred[:, 0], none_weight), torch.ones_like(pred[:, 0])
-    )
+    none = torch.as_tensor(none_weight, dtype=pred.dtype, device=pred.device).expand(pred.shape[0])
+    weights = valid.to(pred.dtype) * torch.where(is_none, none, torch.ones_like(pred[:, 0]))
     loss = cosine_loss(pred, target_embedding, weights)
     if contrastive_weight > 0:
         loss = loss + contrastive_weight * multi_positive_contrastive_loss(pred, table, positives, weights, temperature)

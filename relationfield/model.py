@@ -28,6 +28,7 @@ from relationfield.compat import install_offline_lpips
 from relationfield.heads import FeatureHead, GridSpec, RelationHead, composite, topk_samples
 from relationfield.labels.spec import LABEL_SPEC_KEY, LabelSpec
 from relationfield.losses import cosine_loss, instance_contrastive_loss, relation_loss
+from relationfield.sampler import PAIR_OBJECTS
 
 
 class CameraOutputsHook(Protocol):
@@ -47,6 +48,8 @@ class RelationFieldModelConfig(NerfactoModelConfig):
     """Hash grid and MLP of the instance head."""
     relation_grid: GridSpec = field(default_factory=GridSpec)
     """Hash grid and MLP of the relation head g(x, z)."""
+    relation_offset_frequencies: int = 0
+    """Octaves of sines and cosines of the offset z - x fed to the relation head (0: the raw offset only)."""
     instance_dim: int = 16
     """Size of the instance features (clustered with HDBSCAN)."""
     feature_samples: int = 8
@@ -60,7 +63,10 @@ class RelationFieldModelConfig(NerfactoModelConfig):
     relation_loss_mult: float = 1.0
     """Weight of the relation loss (cosine + contrastive)."""
     relation_none_weight: float = 0.2
-    """Weight of pairs with no labelled relation ("none") relative to labelled ones."""
+    """Weight of uniform pixel pairs with no labelled relation ("none") relative to labelled ones."""
+    relation_object_none_weight: float = 1.0
+    """Weight of "none" on object pairs (two masks of an image drawn uniformly; see datamanager.object-pair-fraction):
+    the unrelated objects a subject must tell from its reference."""
     relation_contrastive_mult: float = 0.5
     """Weight of the multi-positive contrastive term against the capture's other relation texts."""
     relation_temperature: float = 0.1
@@ -87,7 +93,9 @@ class RelationFieldModel(NerfactoModel):
         implementation = self.config.implementation
         self.semantic_head = FeatureHead(spec.semantic_dim, self.config.semantic_grid, implementation)
         self.instance_head = FeatureHead(self.config.instance_dim, self.config.instance_grid, implementation)
-        self.relation_head = RelationHead(spec.relation_dim, self.config.relation_grid, implementation)
+        self.relation_head = RelationHead(
+            spec.relation_dim, self.config.relation_grid, implementation, self.config.relation_offset_frequencies
+        )
         self.relation_query: Tensor | None = None
         """Query position z (normalised world frame, [3]) for rendering relation features at inference."""
         self.render_features = True
@@ -211,13 +219,17 @@ class RelationFieldModel(NerfactoModel):
             outputs["instance"], mask, batch["indices"][:, 0].to(device), self.config.instance_margin
         )
         if "relation" in outputs:
+            none_weight = torch.full_like(mask, self.config.relation_none_weight, dtype=torch.float32)
+            if "pair_source" in batch:
+                objects = batch["pair_source"].to(device) == PAIR_OBJECTS
+                none_weight = torch.where(objects, self.config.relation_object_none_weight, none_weight)
             losses["relation_loss"] = self.config.relation_loss_mult * relation_loss(
                 outputs["relation"],
                 batch["relation_target"].to(device),
                 batch["relation_positives"].to(device),
                 batch["relation_table"].to(device),
                 batch["relation_valid"].to(device),
-                none_weight=self.config.relation_none_weight,
+                none_weight=none_weight,
                 contrastive_weight=self.config.relation_contrastive_mult,
                 temperature=self.config.relation_temperature,
             )

@@ -3,8 +3,10 @@
 A batch is made of per-image blocks (several images per batch, many rays per image) so that both rays
 of a pair see the same frame and their masks can be looked up in that frame's relation list. A
 configurable fraction of pairs is drawn from labelled relations (a pixel of the subject mask with a
-pixel of the object mask); the rest are uniform pixel pairs, which are almost all "none" and teach the
-relation head where no relation holds.
+pixel of the object mask), another from "object pairs" (two different masks of the image, each drawn
+uniformly among the image's masks, so that a subject meets the image's other objects, not only its
+labelled partners: these teach the relation head that "standing on" depends on what it stands on),
+and the rest are uniform pixel pairs, which are mostly "none" between large surfaces.
 
 This module needs only torch and a label store (see :mod:`relationfield.labels`); the nerfstudio
 adapter lives in :mod:`relationfield.datamanager`.
@@ -33,6 +35,14 @@ class PairLabels(Protocol):
     def relation_lookup(self, subject_global: Tensor, object_global: Tensor) -> Tensor: ...
 
 
+PAIR_UNIFORM = 0
+"""A pair of uniform pixels of one image."""
+PAIR_RELATION = 1
+"""A pixel of a labelled relation's subject mask and one of its object mask."""
+PAIR_OBJECTS = 2
+"""Pixels of two different masks of one image, each mask drawn uniformly: mostly unrelated objects."""
+
+
 @dataclass(frozen=True)
 class PairBatch:
     """Sampled rays; all tensors have one entry per ray."""
@@ -47,8 +57,13 @@ class PairBatch:
     """Global mask id of the pixel, -1 where unlabelled."""
     relation: Tensor
     """Relation index of (mask(ray) -> mask(partner)), -1 where no relation is labelled."""
-    from_relation: Tensor
-    """True where the pair was drawn from a labelled relation."""
+    source: Tensor
+    """How the pair was drawn: :data:`PAIR_UNIFORM`, :data:`PAIR_RELATION` or :data:`PAIR_OBJECTS`."""
+
+    @property
+    def from_relation(self) -> Tensor:
+        """True where the pair was drawn from a labelled relation."""
+        return self.source == PAIR_RELATION
 
 
 def sample_in_masks(
@@ -102,19 +117,33 @@ class PairSampler:
         labels: the label store (its frame index = the dataset's image index).
         images_per_batch: how many images one batch is spread over.
         relation_pair_fraction: share of pairs drawn from labelled relations (where the frame has any).
+        object_pair_fraction: share of pairs joining two different masks of the image, each mask drawn
+            uniformly (the rest are uniform pixel pairs).
         seed: seed of the sampler's own generator (sampling is reproducible for a given seed).
     """
 
     def __init__(
-        self, labels: PairLabels, images_per_batch: int = 8, relation_pair_fraction: float = 0.5, seed: int = 0
+        self,
+        labels: PairLabels,
+        images_per_batch: int = 8,
+        relation_pair_fraction: float = 0.5,
+        seed: int = 0,
+        object_pair_fraction: float = 0.0,
     ) -> None:
         if images_per_batch < 1:
             raise ValueError("images_per_batch must be >= 1")
-        if not 0.0 <= relation_pair_fraction <= 1.0:
-            raise ValueError("relation_pair_fraction must be in [0, 1]")
+        for name, value in (
+            ("relation_pair_fraction", relation_pair_fraction),
+            ("object_pair_fraction", object_pair_fraction),
+        ):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1]")
+        if relation_pair_fraction + object_pair_fraction > 1.0 + 1e-9:
+            raise ValueError("relation_pair_fraction + object_pair_fraction must be at most 1")
         self.labels = labels
         self.images_per_batch = images_per_batch
         self.relation_pair_fraction = relation_pair_fraction
+        self.object_pair_fraction = object_pair_fraction
         self.generator = torch.Generator().manual_seed(seed)
         num_frames = len(labels.segments)
         order = torch.argsort(labels.relation_frame, stable=True)
@@ -131,31 +160,48 @@ class PairSampler:
         return self._relations_sorted[start : start + int(self._relation_counts[frame])]
 
     def _pairs_in_frame(self, frame: int, num_pairs: int, height: int, width: int) -> tuple[Tensor, ...]:
-        """Pixels (ya, xa, yb, xb) and a from-relation flag for ``num_pairs`` pairs of one frame."""
+        """Pixels (ya, xa, yb, xb) and the source (``PAIR_*``) of ``num_pairs`` pairs of one frame."""
         ya, xa = self._randint(height, num_pairs), self._randint(width, num_pairs)
         yb, xb = self._randint(height, num_pairs), self._randint(width, num_pairs)
-        from_relation = torch.zeros(num_pairs, dtype=torch.bool)
-        relations = self._frame_relations(frame) if frame < len(self.labels.segments) else torch.zeros(0)
-        if len(relations) == 0 or self.relation_pair_fraction == 0.0:
-            return ya, xa, yb, xb, from_relation
-        draws = torch.rand(num_pairs, generator=self.generator) < self.relation_pair_fraction
-        num_rel = int(draws.sum())
-        if num_rel == 0:
-            return ya, xa, yb, xb, from_relation
-        chosen = relations[self._randint(len(relations), num_rel)]
+        source = torch.full((num_pairs,), PAIR_UNIFORM, dtype=torch.long)
+        if frame >= len(self.labels.segments):
+            return ya, xa, yb, xb, source
+        draw = torch.rand(num_pairs, generator=self.generator)
+        relations = self._frame_relations(frame)
+        chosen = relations[self._randint(len(relations), num_pairs)] if len(relations) else None
+        wants_relation = draw < self.relation_pair_fraction
+        wants_objects = ~wants_relation & (draw < self.relation_pair_fraction + self.object_pair_fraction)
+        if chosen is not None and bool(wants_relation.any()):
+            subject, obj = self.labels.relation_subject[chosen], self.labels.relation_object[chosen]
+            self._place(frame, wants_relation, subject, obj, (ya, xa, yb, xb), source, PAIR_RELATION, (height, width))
+        first = int(self.labels.mask_offsets[frame])
+        count = int(self.labels.mask_offsets[frame + 1]) - first
+        if count >= 2 and bool(wants_objects.any()):
+            # Two different masks of the frame, each uniform over masks: small objects are as likely as the
+            # floor, and most pairs are unrelated objects of the same image (what teaches "none").
+            subject = first + self._randint(count, num_pairs)
+            obj = first + (subject - first + 1 + self._randint(count - 1, num_pairs)) % count
+            self._place(frame, wants_objects, subject, obj, (ya, xa, yb, xb), source, PAIR_OBJECTS, (height, width))
+        return ya, xa, yb, xb, source
+
+    def _place(self, frame, wanted, subject, obj, pixels, source, kind: int, size: tuple[int, int]) -> None:
+        """Put a pixel of mask ``subject[i]`` and one of ``obj[i]`` in every ``wanted`` slot (in place).
+
+        Slots where rejection sampling missed a mask keep their uniform pixels and source.
+        """
+        slots = torch.nonzero(wanted, as_tuple=True)[0]
+        subject, obj = subject[slots], obj[slots]
         segments = self.labels.segments[frame]
         offset = int(self.labels.mask_offsets[frame])
-        subject = self.labels.relation_subject[chosen]
-        obj = self.labels.relation_object[chosen]
         sy, sx, s_ok = sample_in_masks(segments, subject - offset + 1, self.labels.mask_boxes[subject], self.generator)
         oy, ox, o_ok = sample_in_masks(segments, obj - offset + 1, self.labels.mask_boxes[obj], self.generator)
         ok = s_ok & o_ok
-        slots = torch.nonzero(draws, as_tuple=True)[0][ok]
-        to_image = _segment_to_image(segments.shape, height, width)
+        slots = slots[ok]
+        to_image = _segment_to_image(segments.shape, *size)
+        ya, xa, yb, xb = pixels
         ya[slots], xa[slots] = to_image(sy[ok], sx[ok])
         yb[slots], xb[slots] = to_image(oy[ok], ox[ok])
-        from_relation[slots] = True
-        return ya, xa, yb, xb, from_relation
+        source[slots] = kind
 
     def mask_ids(
         self, frames: Tensor, y: Tensor, x: Tensor, image_sizes: dict[int, tuple[int, int]] | None = None
@@ -197,18 +243,18 @@ class PairSampler:
         image = torch.empty(2 * num_pairs, dtype=torch.long)
         y = torch.empty(2 * num_pairs, dtype=torch.long)
         x = torch.empty(2 * num_pairs, dtype=torch.long)
-        from_relation = torch.zeros(2 * num_pairs, dtype=torch.bool)
+        source = torch.full((2 * num_pairs,), PAIR_UNIFORM, dtype=torch.long)
         for block in range(blocks):
             pairs = torch.nonzero(block_of_pair == block, as_tuple=True)[0]
             if len(pairs) == 0:
                 continue
             position = int(chosen[block])
             height, width = sizes[position]
-            ya, xa, yb, xb, rel = self._pairs_in_frame(int(frames[position]), len(pairs), height, width)
+            ya, xa, yb, xb, kind = self._pairs_in_frame(int(frames[position]), len(pairs), height, width)
             first, second = 2 * pairs, 2 * pairs + 1
             image[first] = image[second] = position
             y[first], x[first], y[second], x[second] = ya, xa, yb, xb
-            from_relation[first] = from_relation[second] = rel
+            source[first] = source[second] = kind
         partner = torch.arange(2 * num_pairs) ^ 1  # 0 <-> 1, 2 <-> 3, ...
         if num_rays % 2 == 1:
             position = int(chosen[int(self._randint(blocks, 1))])
@@ -217,7 +263,7 @@ class PairSampler:
             y = torch.cat([y, self._randint(height, 1)])
             x = torch.cat([x, self._randint(width, 1)])
             partner = torch.cat([partner, torch.tensor([num_rays - 1])])
-            from_relation = torch.cat([from_relation, torch.zeros(1, dtype=torch.bool)])
+            source = torch.cat([source, torch.tensor([PAIR_UNIFORM])])
         image_sizes = {int(f): (int(h), int(w)) for f, (h, w) in zip(frames, sizes)}
         frame_of_ray = torch.as_tensor([int(f) for f in frames], dtype=torch.long)[image]
         mask = self.mask_ids(frame_of_ray, y, x, image_sizes)
@@ -225,4 +271,4 @@ class PairSampler:
         both = (mask >= 0) & (mask[partner] >= 0)
         if both.any():
             relation[both] = self.labels.relation_lookup(mask[both], mask[partner][both])
-        return PairBatch(image, y, x, partner, mask, relation, from_relation)
+        return PairBatch(image, y, x, partner, mask, relation, source)
