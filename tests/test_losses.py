@@ -107,3 +107,21 @@ def test_multi_positive_wants_every_positive_above_the_negatives():
     )
     logits = torch.nn.functional.normalize(torch.tensor([0.3, -0.2, 0.5]), dim=0) / 0.1
     assert torch.isclose(single, -torch.log_softmax(logits, dim=0)[0], atol=1e-5)
+
+
+def test_relation_loss_takes_a_none_weight_per_ray():
+    """A per-ray none weight: rays weighted 0 drop out, the same number everywhere is the float weight."""
+    torch.manual_seed(0)
+    pred, table = torch.randn(6, 8), torch.randn(4, 8)
+    positives = relation_targets_onehot(torch.tensor([[0], [1], [-1], [-1], [-1], [2]]), 3)
+    target = table[positives.float().argmax(dim=1)]
+    valid = torch.ones(6, dtype=torch.bool)
+
+    def loss(weight, keep=valid):
+        return relation_loss(pred, target, positives, table, keep, none_weight=weight, contrastive_weight=0.5)
+
+    assert torch.allclose(loss(torch.full((6,), 0.2)), loss(0.2))
+    per_ray = torch.tensor([1.0, 1.0, 0.0, 0.0, 1.0, 1.0])  # rays 2, 3 ("none") weighted 0
+    keep = torch.tensor([True, True, False, False, True, True])
+    assert torch.allclose(loss(per_ray), loss(1.0, keep))
+    assert not torch.allclose(loss(per_ray), loss(1.0))

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from relationfield.sampler import PairSampler, sample_in_masks
+from relationfield.sampler import PAIR_OBJECTS, PAIR_RELATION, PAIR_UNIFORM, PairSampler, sample_in_masks
 
 
 @dataclass
@@ -108,3 +108,56 @@ def test_labels_stored_at_another_resolution(labels):
     assert (batch.y < 10).all() and (batch.x < 15).all()
     first = torch.arange(0, 100, 2)
     assert (batch.mask[first] == 0).all() and (batch.mask[first + 1] == 1).all()
+
+
+@pytest.fixture
+def three_masks():
+    """One 20x30 frame: a large mask 1 (15x25) and two tiny ones, 2 (2x2) and 3 (3x3); relation 2 -> 1."""
+    seg = torch.zeros(20, 30, dtype=torch.uint8)
+    seg[0:15, 0:25] = 1
+    seg[16:18, 26:28] = 2
+    seg[17:20, 0:3] = 3
+    return FakeLabels(
+        segments=[seg],
+        mask_offsets=torch.tensor([0, 3]),
+        mask_boxes=torch.tensor([[0, 0, 14, 24], [16, 26, 17, 27], [17, 0, 19, 2]], dtype=torch.int16),
+        relation_frame=torch.tensor([0]),
+        relation_subject=torch.tensor([1]),
+        relation_object=torch.tensor([0]),
+    )
+
+
+def test_object_pairs_join_two_different_masks_drawn_uniformly(three_masks):
+    sampler = PairSampler(three_masks, images_per_batch=1, relation_pair_fraction=0.0, object_pair_fraction=1.0)
+    batch = sampler.sample([0], SIZES[:1], 6000)
+    first = torch.arange(0, 6000, 2)
+    assert (batch.source == PAIR_OBJECTS).all()
+    assert (batch.mask >= 0).all()  # every ray is on a mask
+    assert (batch.mask[first] != batch.mask[first + 1]).all()
+    # Each mask is the subject about a third of the time, although mask 2 covers 4 of the 600 pixels.
+    shares = torch.bincount(batch.mask[first], minlength=3).float() / len(first)
+    assert ((shares > 0.28) & (shares < 0.39)).all(), shares
+    # The targets come from the label store: mask 2 -> mask 1 is the labelled relation, the rest are "none".
+    labelled = (batch.mask == 1) & (batch.mask[batch.partner] == 0)
+    assert labelled.any() and (batch.relation[labelled] == 0).all()
+    assert (batch.relation[~labelled] == -1).all()
+
+
+def test_pair_sources_follow_the_fractions(three_masks):
+    sampler = PairSampler(three_masks, images_per_batch=1, relation_pair_fraction=0.3, object_pair_fraction=0.5, seed=4)
+    source = sampler.sample([0], SIZES[:1], 8000).source
+    shares = [float((source == kind).float().mean()) for kind in (PAIR_RELATION, PAIR_OBJECTS, PAIR_UNIFORM)]
+    assert abs(shares[0] - 0.3) < 0.04 and abs(shares[1] - 0.5) < 0.04 and abs(shares[2] - 0.2) < 0.04, shares
+
+
+def test_fractions_are_checked(three_masks):
+    with pytest.raises(ValueError, match="object_pair_fraction"):
+        PairSampler(three_masks, object_pair_fraction=1.5)
+    with pytest.raises(ValueError, match="at most 1"):
+        PairSampler(three_masks, relation_pair_fraction=0.6, object_pair_fraction=0.6)
+
+
+def test_object_pairs_need_two_masks(labels):
+    """Frame 1 has one mask: its object pairs stay uniform pixel pairs."""
+    sampler = PairSampler(labels, images_per_batch=1, relation_pair_fraction=0.0, object_pair_fraction=1.0)
+    assert (sampler.sample([1], SIZES[1:], 200).source == PAIR_UNIFORM).all()

@@ -41,6 +41,9 @@ class ExtractionConfig:
     merge_similarity: float = 0.95
     """Touching parts whose mean clustering features have at least this cosine similarity are merged
     (high: walls that meet at a corner stay apart)."""
+    fragment_ratio: float = 0.1
+    """A node with at most this share of the points of a touching node with the same label is merged into it
+    (a sliver of floor at a chair's feet is not an object; 0 turns this off)."""
     label_top_k: int = 10
     """Label scores kept per node."""
     label_temperature: float = 0.02

@@ -2,7 +2,8 @@
 
 1. Surface points (:mod:`relationfield.extraction.surface`) clustered into instances
    (:mod:`relationfield.extraction.clustering`, :func:`relationfield.extraction.segmentation.segment`).
-2. Labels: each node's mean semantic feature against the object vocabulary (:mod:`relationfield.extraction.nodes`).
+2. Labels: each node's mean semantic feature against the object vocabulary (:mod:`relationfield.extraction.nodes`);
+   fragments of a larger same-label object merged into it (:mod:`relationfield.extraction.fragments`).
 3. Links: candidate node pairs scored against the predicate vocabulary and "none"
    (:mod:`relationfield.extraction.links`).
 """
@@ -18,11 +19,12 @@ from typing import Any, TypeVar
 import numpy as np
 
 from relationfield.extraction.config import ExtractionConfig, Progress, no_progress
+from relationfield.extraction.fragments import absorb_fragments
 from relationfield.extraction.links import score_links
 from relationfield.extraction.nodes import label_nodes
-from relationfield.extraction.segmentation import segment
+from relationfield.extraction.segmentation import Segmentation, segment
 from relationfield.query import FieldQuery
-from relationfield.scene_graph import SceneGraph
+from relationfield.scene_graph import SceneGraph, SceneNode
 
 __all__ = ["Extraction", "extract_scene_graph", "extraction_metadata"]
 
@@ -59,7 +61,7 @@ def extract_scene_graph(
     timings: dict[str, float] = {}
     start = time.perf_counter()
     seg = _timed(timings, "segmentation", lambda: segment(query, config, progress))
-    nodes = _timed(timings, "labels", lambda: label_nodes(query, seg, objects, config))
+    nodes = _timed(timings, "labels", lambda: _labelled_nodes(query, seg, objects, config))
     links = _timed(
         timings,
         "links",
@@ -68,6 +70,18 @@ def extract_scene_graph(
     seconds = time.perf_counter() - start
     graph = SceneGraph(nodes=nodes, links=links, metadata=extraction_metadata(seconds, load_config))
     return Extraction(graph, seg.world, seg.labels, timings, seconds)
+
+
+def _labelled_nodes(
+    query: FieldQuery, seg: Segmentation, objects: Sequence[str], config: ExtractionConfig
+) -> list[SceneNode]:
+    """Label the nodes; merge the fragments into the objects they belong to and label those again."""
+    nodes = label_nodes(query, seg, objects, config)
+    merged = absorb_fragments(seg.world, seg.labels, nodes, config)
+    if merged is seg.labels:
+        return nodes
+    seg.labels = merged
+    return label_nodes(query, seg, objects, config)
 
 
 def extraction_metadata(seconds: float, load_config: Path | None = None) -> dict[str, Any]:
