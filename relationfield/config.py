@@ -33,6 +33,10 @@ allow_nerfstudio_checkpoints()
 install_offline_lpips()
 
 
+RELATION_OFFSET_FREQUENCIES = 6
+"""Octaves of Fourier features of z - x in both presets (the model's default, 0, keeps older runs loadable)."""
+
+
 def _optimizers(max_steps: int, lr: float = 1e-2) -> dict:
     def adam(rate: float, final: float, steps: int) -> dict:
         return {
@@ -69,6 +73,7 @@ def relationfield_config() -> TrainerConfig:
                 eval_num_rays_per_chunk=1 << 15,
                 average_init_density=0.01,
                 camera_optimizer=CameraOptimizerConfig(mode="SO3xR3"),
+                relation_offset_frequencies=RELATION_OFFSET_FREQUENCIES,
             ),
         ),
         optimizers=_optimizers(steps),
@@ -121,6 +126,7 @@ def relationfield_lite_config() -> TrainerConfig:
                 instance_grid=LITE_GRID,
                 relation_grid=LITE_GRID,
                 feature_samples=4,
+                relation_offset_frequencies=RELATION_OFFSET_FREQUENCIES,
             ),
         ),
         optimizers=_optimizers(steps),

@@ -49,7 +49,8 @@ class RelationFieldModelConfig(NerfactoModelConfig):
     relation_grid: GridSpec = field(default_factory=GridSpec)
     """Hash grid and MLP of the relation head g(x, z)."""
     relation_offset_frequencies: int = 0
-    """Octaves of sines and cosines of the offset z - x fed to the relation head (0: the raw offset only)."""
+    """Octaves of sines and cosines of the offset z - x fed to the relation head (0: the raw offset only, as in
+    runs trained before they existed; the presets use 6)."""
     instance_dim: int = 16
     """Size of the instance features (clustered with HDBSCAN)."""
     feature_samples: int = 8

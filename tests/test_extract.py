@@ -66,6 +66,32 @@ def test_the_noise_pass_keeps_fringes_of_known_objects_as_noise():
     assert len(new_ids) == 1 and new_ids[0] == 1
 
 
+def test_a_large_noise_cluster_like_a_known_object_is_clustered_again(monkeypatch):
+    """A noise cluster that holds a small object and the seams of the whole room (seen on a trained run:
+    one second-pass cluster of 5,201 points held a 40-point cup): its mean is like a known object's, yet
+    the small object is new."""
+    from relationfield.extraction import clustering
+
+    rng = np.random.default_rng(3)
+    a, b = _directions(rng, 2)
+    features = np.concatenate([_blob(rng, a, 500), _blob(rng, a + 0.2 * b, 600), _blob(rng, a + 1.5 * b, 40)])
+    labels = np.concatenate([np.zeros(500, int), np.full(640, -1)])  # seams (cosine 0.98 to a), cup (0.55)
+    real, calls = clustering._hdbscan_labels, []
+
+    def joined_first(reduced, members, *args):  # the second pass puts all the noise into one cluster
+        calls.append(len(members))
+        return np.zeros(len(members), int) if len(calls) == 1 else real(reduced, members, *args)
+
+    monkeypatch.setattr(clustering, "_hdbscan_labels", joined_first)
+    config = ExtractionConfig(noise_min_cluster_size=20)
+    reduced = reduce_dims(torch.from_numpy(features), 6)
+    assert (recluster_noise(reduced, features, labels, config, depth=0)[500:] < 0).all()  # the cup is lost
+    calls.clear()
+    again = recluster_noise(reduced, features, labels, config)
+    assert (again[:500] == 0).all() and (again[500:1100] < 0).all()  # the seams stay noise
+    assert len(np.unique(again[-40:])) == 1 and again[-1] == 1  # the cup is an object of its own
+
+
 def test_split_connected_separates_distant_parts_and_drops_tiny_ones():
     rng = np.random.default_rng(2)
     left = rng.uniform(0, 0.5, (200, 3))
