@@ -20,10 +20,15 @@ def test_demo_runs_every_stage_and_reports(tmp_path, capsys):
     for path in (config, out / "scene_graph" / "scene_graph.json", out / "scene_graph" / "scene_graph.png"):
         assert path.is_file(), path
         assert str(path) in report
-    assert "Object R@1 / R@5 / R@10" in report
+    for metric in ("Object R@1 / R@5 / R@10", "Reference R@1 / R@3", "Reference, support predicates", "None precision"):
+        assert metric in report
     assert f"ns-viewer --load-config {config} --viewer.websocket-host 127.0.0.1" in report
     evaluation = json.loads((out / "scene_graph" / "eval.json").read_text())
     assert evaluation["counts"]["gt_objects"] > 0
+    # the demo scores every pair, so Reference R@k and none precision see the far objects too
+    graph = json.loads((out / "scene_graph" / "scene_graph.json").read_text())
+    count = len(graph["nodes"])
+    assert len(graph["links"]) == count * (count - 1)
 
     # A second run reuses the capture, the labels and the trained run.
     checkpoint = next((config.parent / "nerfstudio_models").glob("*.ckpt"))
