@@ -1,17 +1,19 @@
 """Vocabularies (object classes, predicates) and where the shipped ones live.
 
-The defaults are the 3DSSG benchmark's 160 object classes and 26 predicates (configs/ at the
-repository root; the predicate file's first line is "none"). User files have one entry per line;
-blank lines and lines starting with "#" are ignored.
+The defaults are the 3DSSG benchmark's 160 object classes and 26 predicates (``relationfield/configs/``,
+shipped as package data so that a wheel has them; the predicate file's first line is "none"). User files
+have one entry per line; blank lines and lines starting with "#" are ignored.
 """
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from relationfield.errors import UserError
 
-CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+# Package data, found through the import system (a regular install or an editable one alike).
+CONFIGS_DIR = Path(str(resources.files("relationfield") / "configs"))
 OBJECT_VOCAB = CONFIGS_DIR / "3dssg_objects.txt"
 PREDICATE_VOCAB = CONFIGS_DIR / "3dssg_predicates.txt"
 NONE_PREDICATE = "none"

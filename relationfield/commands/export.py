@@ -23,9 +23,9 @@ class ExportSceneGraph:
     output_dir: Path
     """Directory to write the files to."""
     object_vocab: Path | None = None
-    """Object classes, one per line (default: the 160 3DSSG classes in configs/)."""
+    """Object classes, one per line (default: the 160 3DSSG classes shipped in relationfield/configs/)."""
     predicate_vocab: Path | None = None
-    """Predicates, one per line (default: the 26 3DSSG predicates in configs/)."""
+    """Predicates, one per line (default: the 26 3DSSG predicates shipped in relationfield/configs/)."""
     all_pairs: bool = False
     """Score every ordered pair of objects, not only those within --max-distance."""
     max_distance: float = 3.0

@@ -62,7 +62,7 @@ class RelationsConfig:
     max_frames: int | None = None
     """Ask about at most this many segmented frames, chosen to spread over the camera poses (default: all)."""
     prompt: Path | None = None
-    """Prompt file; {tags} is replaced by the frame's tags (default: configs/prompts/set_of_mark.txt)."""
+    """Prompt file; {tags} is replaced by the frame's tags (default: the shipped configs/prompts/set_of_mark.txt)."""
     dry_run: bool = False
     """Print the prompt and a token and cost estimate; send nothing."""
     redo: tuple[str, ...] = ()
