@@ -5,18 +5,22 @@
   ``_last_lr``), which the restricted unpickler refuses, so ``ns-viewer --load-config`` and
   ``eval_setup`` fail with "Weights only load failed". :func:`allow_nerfstudio_checkpoints` adds exactly
   the numpy scalar and dtype reconstructors to torch's allow-list; nothing else is loosened.
-* torchmetrics' LPIPS downloads AlexNet weights when constructed. :func:`install_offline_lpips` builds it when
-  its weights are already cached and otherwise puts a stand-in there with one log line, so the model
-  trains, loads and exports offline.
+* torchmetrics' LPIPS downloads AlexNet weights when constructed. RelationField's model builds it inside
+  :func:`offline_safe_lpips`, which falls back to a stand-in (one log line) when the weights cannot be had,
+  so the model trains, loads and exports offline. Other methods are not affected.
 
-Both are idempotent and cheap to call again: :mod:`relationfield.config` calls them when nerfstudio imports
-it, and code that loads a run (``relationfield.query.load_pipeline``) calls them directly.
+:func:`allow_nerfstudio_checkpoints` is idempotent and cheap to call again: :mod:`relationfield.config` calls
+it when nerfstudio imports it, and code that loads a run (``relationfield.query.load_pipeline``) calls it
+directly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +59,8 @@ def allow_nerfstudio_checkpoints() -> None:
 
 
 ALEXNET_WEIGHTS = "alexnet-owt-7be5be79.pth"
+#: Environment variables that put Hugging Face libraries offline; they keep LPIPS from downloading too.
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
 def lpips_weights_cached() -> bool:
@@ -65,7 +71,7 @@ def lpips_weights_cached() -> bool:
 
 
 class MissingLpips:
-    """Stands in for LPIPS when it cannot be built offline; the model drops the metric."""
+    """Stands in for LPIPS when its weights cannot be had; the model drops the metric."""
 
     unavailable = True
 
@@ -75,25 +81,36 @@ class MissingLpips:
         return torch.tensor(float("nan"))
 
 
-def install_offline_lpips() -> None:
-    """Make constructing torchmetrics' LPIPS safe offline, for every model in this process (idempotent).
+def downloads_forbidden() -> bool:
+    """Whether the user asked for offline mode (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` set to 1)."""
+    return any(os.environ.get(name, "").strip().lower() in ("1", "true", "yes") for name in OFFLINE_VARIABLES)
 
-    With AlexNet's weights cached (``$TORCH_HOME/hub/checkpoints/alexnet-owt-7be5be79.pth``) the real
-    LPIPS is built as before; otherwise a :class:`MissingLpips` is, with one log line, and no download is
-    tried. nerfstudio imports plugins before it builds any model, so this also lets stock ``nerfacto``
-    start offline (its LPIPS metric then reads NaN).
+
+@contextlib.contextmanager
+def offline_safe_lpips() -> Iterator[None]:
+    """Within this block, constructing torchmetrics' LPIPS cannot stop a model from being built.
+
+    The real LPIPS is built when it can be (AlexNet's weights cached, or downloaded as usual); when the
+    download fails, or offline mode forbids it and the weights are not cached, a :class:`MissingLpips` is
+    built instead, with one log line. Only RelationField's model enters this block (around nerfacto's
+    ``populate_modules``); outside it torchmetrics is untouched, so other methods behave as without the plugin.
     """
     from torchmetrics.image import lpip
 
     original = lpip.LearnedPerceptualImagePatchSimilarity
-    if getattr(original, "_relationfield_offline_safe", False):
-        return
 
     def build(*args: Any, **kwargs: Any) -> Any:
-        if lpips_weights_cached():
+        if not lpips_weights_cached() and downloads_forbidden():
+            LOGGER.warning("LPIPS left out of eval metrics: %s is not cached and offline mode is on.", ALEXNET_WEIGHTS)
+            return MissingLpips()
+        try:
             return original(*args, **kwargs)
-        LOGGER.warning("LPIPS left out of eval metrics: %s is not cached (no download is tried).", ALEXNET_WEIGHTS)
-        return MissingLpips()
+        except OSError as error:  # urllib's URLError and refused connections are OSErrors
+            LOGGER.warning("LPIPS left out of eval metrics: %s could not be downloaded (%s).", ALEXNET_WEIGHTS, error)
+            return MissingLpips()
 
-    build._relationfield_offline_safe = True  # type: ignore[attr-defined]
     lpip.LearnedPerceptualImagePatchSimilarity = build  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        lpip.LearnedPerceptualImagePatchSimilarity = original  # type: ignore[misc]

@@ -22,7 +22,7 @@ from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
-from relationfield.compat import allow_nerfstudio_checkpoints, install_offline_lpips
+from relationfield.compat import allow_nerfstudio_checkpoints
 from relationfield.datamanager import RelationFieldDataManagerConfig
 from relationfield.devices import default_device
 from relationfield.heads import GridSpec
@@ -30,7 +30,6 @@ from relationfield.model import RelationFieldModelConfig
 from relationfield.pipeline import RelationFieldPipelineConfig
 
 allow_nerfstudio_checkpoints()
-install_offline_lpips()
 
 
 RELATION_OFFSET_FREQUENCIES = 6

@@ -24,7 +24,7 @@ from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
 from torch import Tensor
 from torch.nn import Parameter
 
-from relationfield.compat import install_offline_lpips
+from relationfield.compat import offline_safe_lpips
 from relationfield.heads import FeatureHead, GridSpec, RelationHead, composite, topk_samples
 from relationfield.labels.spec import LABEL_SPEC_KEY, LabelSpec
 from relationfield.losses import cosine_loss, instance_contrastive_loss, relation_loss
@@ -82,8 +82,8 @@ class RelationFieldModel(NerfactoModel):
     config: RelationFieldModelConfig
 
     def populate_modules(self) -> None:
-        install_offline_lpips()
-        super().populate_modules()
+        with offline_safe_lpips():  # only this model's LPIPS: other methods keep torchmetrics' own
+            super().populate_modules()
         spec = self.kwargs.get("metadata", {}).get(LABEL_SPEC_KEY)
         if not isinstance(spec, LabelSpec):
             raise ValueError(

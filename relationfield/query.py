@@ -26,7 +26,7 @@ import yaml
 from torch import Tensor
 
 from relationfield import encoders
-from relationfield.compat import allow_nerfstudio_checkpoints, install_offline_lpips
+from relationfield.compat import allow_nerfstudio_checkpoints
 from relationfield.errors import UserError
 from relationfield.vocab import NONE_PREDICATE
 
@@ -203,7 +203,6 @@ def load_pipeline(config_path: Path):
     from nerfstudio.utils.eval_utils import eval_setup  # lazy: nerfstudio is slow to import
 
     allow_nerfstudio_checkpoints()
-    install_offline_lpips()
     try:
         config = yaml.load(config_path.read_text(), Loader=yaml.Loader)
     except yaml.YAMLError as error:
