@@ -12,7 +12,9 @@ Usage::
 queue is empty it calls ``responder(request_json)``, which returns a :class:`Reply` or a
 ``(status, body)`` pair (a dict body is sent as JSON, a str body as is). Without either it answers 500.
 Every request is recorded (:class:`RecordedRequest`: headers, raw body, parsed JSON) so tests can check
-what was sent: the image, the response format, where the API key appeared.
+what was sent: the image, the response format and its schema, the system message, the token limit, the
+seed, where the API key appeared. :func:`cut_off_reply` plays a reply stopped at the token limit
+(``finish_reason`` ``length``).
 
 A responder that answers from a synthetic capture's ground truth can use :func:`request_image`
 (the decoded overlay) and :func:`tags_from_prompt` to tell frames apart.
@@ -79,6 +81,24 @@ class RecordedRequest:
         """The requested ``response_format`` (``None`` when absent)."""
         return (self.json or {}).get("response_format")
 
+    @property
+    def max_tokens(self) -> int | None:
+        """The output-token limit sent (``max_tokens``, else ``max_completion_tokens``; ``None``: none)."""
+        body = self.json or {}
+        return body.get("max_tokens", body.get("max_completion_tokens"))
+
+    def system_text(self) -> str | None:
+        """The content of the system message (``None`` when the request has none)."""
+        for message in self.messages():
+            if message.get("role") == "system":
+                return message.get("content")
+        return None
+
+    def schema(self) -> dict[str, Any] | None:
+        """The JSON schema of a ``json_schema`` response format (``None`` for other formats)."""
+        fmt = self.response_format or {}
+        return fmt.get("json_schema", {}).get("schema") if fmt.get("type") == "json_schema" else None
+
 
 Responder = Callable[[dict[str, Any]], Reply | tuple[int, Any]]
 
@@ -89,8 +109,9 @@ def completion(
     completion_tokens: int = 20,
     model: str = "fake-model",
     refusal: str | None = None,
+    finish_reason: str = "stop",
 ) -> dict[str, Any]:
-    """A chat.completion body whose single choice says ``content``."""
+    """A chat.completion body whose single choice says ``content`` and stopped for ``finish_reason``."""
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
@@ -100,7 +121,7 @@ def completion(
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": content, "refusal": refusal},
-                "finish_reason": "stop",
+                "finish_reason": finish_reason,
                 "logprobs": None,
             }
         ],
@@ -112,9 +133,21 @@ def completion(
     }
 
 
-def chat_reply(content: str | None, prompt_tokens: int = 100, completion_tokens: int = 20, delay: float = 0.0) -> Reply:
+def chat_reply(
+    content: str | None,
+    prompt_tokens: int = 100,
+    completion_tokens: int = 20,
+    delay: float = 0.0,
+    finish_reason: str = "stop",
+) -> Reply:
     """A 200 reply carrying ``content`` and the given usage."""
-    return Reply(200, completion(content, prompt_tokens, completion_tokens), delay=delay)
+    body = completion(content, prompt_tokens, completion_tokens, finish_reason=finish_reason)
+    return Reply(200, body, delay=delay)
+
+
+def cut_off_reply(content: str, max_tokens: int, prompt_tokens: int = 100) -> Reply:
+    """A reply the server stopped at the token limit: ``content`` cut in half, ``finish_reason`` length."""
+    return chat_reply(content[: len(content) // 2], prompt_tokens, max_tokens, finish_reason="length")
 
 
 def error_reply(

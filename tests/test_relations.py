@@ -28,6 +28,7 @@ from fake_openai import (
     Reply,
     answer_json,
     chat_reply,
+    cut_off_reply,
     echo_responder,
     error_reply,
     request_image,
@@ -38,16 +39,18 @@ from PIL import Image
 from relationfield.errors import UserError
 from relationfield.labels.format import file_sha256, save_npz_atomic
 from relationfield.preprocess import relation_requests
-from relationfield.preprocess.answer import ValidationError, parse_answer
+from relationfield.preprocess.answer import ValidationError, parse_answer, response_format
 from relationfield.preprocess.connection import DUMMY_API_KEY, make_openai_client, resolve_connection
 from relationfield.preprocess.cost import Usage, estimate_cost, image_tokens, model_prices
-from relationfield.preprocess.overlay import draw_set_of_mark, interior_points, mask_color, overlay_size
-from relationfield.preprocess.prompt import fill_prompt, load_prompt
+from relationfield.preprocess.overlay import FILL_ALPHA, draw_set_of_mark, interior_points, mask_color, overlay_size
+from relationfield.preprocess.prompt import SYSTEM_MESSAGE, VIEWPOINT_PREDICATES, fill_prompt, load_prompt
+from relationfield.preprocess.relation_jobs import dropped_lines
 from relationfield.preprocess.relation_summary import summary_text
-from relationfield.preprocess.relations import RelationsConfig, run_relations
+from relationfield.preprocess.relations import RelationsConfig, RelationsFailed, run_relations
 from relationfield.preprocess.retries import RetryPolicy, retry_after_seconds
 from relationfield.preprocess.vision_client import VisionClient
 from relationfield.preprocess.workspace import masks_path, relations_path
+from relationfield.vocab import predicate_vocab
 
 SECRET = "sk-test-SECRET-must-not-leak-0123456789"
 NUM_FRAMES = 4
@@ -130,6 +133,14 @@ def names_of(capture: Path) -> list[str]:
     return [f["file_path"] for f in json.loads((capture / "transforms.json").read_text())["frames"]]
 
 
+def run_failing(cfg: RelationsConfig) -> dict[str, Any]:
+    """Run a stage in which no frame gets an answer; the summary the failure carries."""
+    with pytest.raises(RelationsFailed) as error:
+        run_relations(cfg, progress=False)
+    assert summary_text(error.value.summary) in str(error.value)
+    return error.value.summary
+
+
 def tags_of(capture: Path, name: str) -> list[int]:
     """The mask ids present in a frame's masks file."""
     with np.load(masks_path(capture / "relationfield_work", name)) as data:
@@ -171,6 +182,20 @@ def test_overlay_of_a_large_image_is_shrunk_and_keeps_every_mark():
     assert (np.abs(near.reshape(-1, 3).astype(int) - mask_color(300)).sum(axis=1) < 10).any()
 
 
+def test_overlay_tints_lightly_and_outlines_opaquely():
+    red = np.array([200, 40, 40])
+    image = np.zeros((48, 64, 3), np.uint8) + red.astype(np.uint8)
+    segments = np.zeros((48, 64), np.uint8)
+    segments[8:40, 8:56] = 1
+    overlay = np.asarray(draw_set_of_mark(image, segments, min_long_side=64, font_size=12)).astype(int)
+    color = np.array(mask_color(1))
+    inside = overlay[12, 12]  # in the mask, away from its outline and its mark
+    assert np.abs(inside - ((1 - FILL_ALPHA) * red + FILL_ALPHA * color)).max() <= 1
+    assert np.abs(inside - red).max() <= 0.15 * 255 + 1  # the object's own colour shows through
+    assert (overlay[8, 8:56] == color).all() and (overlay[9, 8:56] == color).all()  # a 2-px opaque outline
+    assert (overlay[0, 0] == red).all()
+
+
 # ---------------------------------------------------------------------------------------- validation
 
 
@@ -192,29 +217,122 @@ def test_parse_answer_accepts_valid_replies():
         ('{"objects": [', "not valid JSON"),
         ("[1, 2]", "must be a JSON object"),
         ('{"relations": []}', 'no "objects"'),
-        ('{"objects": [{"tag": 1, "name": "a"}]}', 'no "relations"'),
         ('{"objects": [{"name": "a"}], "relations": []}', 'has no "tag"'),
+        ('{"objects": [7], "relations": []}', "objects[0] must be an object, got 7"),
         (answer_json({"3a": "sofa"}), '"3a", not an integer tag'),
         (answer_json({3.0: "sofa"}), "3.0, not an integer tag"),
         (answer_json({True: "sofa"}), "true, not an integer tag"),
         (answer_json({"#1": "sofa"}), "not an integer tag"),
         (answer_json({9: "sofa"}), "tag 9, which is not in the image"),
-        (answer_json({1: "a", 2: "b"}, [(1, 9, ["on"])]), "relations[0].object is tag 9"),
-        (answer_json({1: "a", 2: "b"}, [(2, 2, ["on"])]), "relates tag 2 to itself"),
-        (answer_json({1: "a", 2: "b"}, [(1, 2, [])]), "predicates is empty"),
-        (answer_json({1: "a", 2: "b"}, [(1, 2, [" "])]), "non-empty string"),
+        (answer_json({}, [(1, 9, ["on"])]), "relations[0].object is tag 9"),
+        (answer_json({}, [(2, 2, ["on"])]), "relates tag 2 to itself"),
+        (answer_json({}, [(1, 2, [])]), "predicates is empty"),
+        (answer_json({}, [(1, 2, [" "])]), "predicates[0] must be a non-empty string"),
         (
-            '{"objects": [{"tag": 1, "name": "a"}], "relations": [{"subject": 1, "object": 2, "predicates": "on"}]}',
+            '{"objects": [], "relations": [{"subject": 1, "object": 2, "predicates": "on"}]}',
             "must be a list of strings",
         ),
-        ('{"objects": [{"tag": 1, "name": "a"}, {"tag": 1, "name": "b"}], "relations": []}', "named twice"),
+        (
+            answer_json(
+                {9: "x"},
+                [(1, 2, ["in front of"])],
+            ),
+            "tag 9",
+        ),
         (answer_json({}), "names none"),
     ],
 )
-def test_parse_answer_rejects_with_a_reason(text, reason):
+def test_parse_answer_rejects_a_reply_with_nothing_valid(text, reason):
     with pytest.raises(ValidationError) as error:
-        parse_answer(text, [1, 2, 3])
+        parse_answer(text, [1, 2, 3], excluded_predicates={"in front of"})
     assert reason in error.value.reason
+
+
+@pytest.mark.parametrize(
+    "text, objects, relations, dropped",
+    [
+        ('{"objects": [{"tag": 1, "name": "a"}]}', {"1": "a"}, [], ['the reply has no "relations" list']),
+        (
+            '{"objects": [{"tag": 1, "name": "a"}, {"tag": 1, "name": "b"}, {"tag": 1, "name": "A"}], "relations": []}',
+            {"1": "a"},
+            [],
+            ["objects[1] names tag 1 again ('b'; kept 'a')"],
+        ),
+        (
+            answer_json({1: "a", 9: "ghost", "x": "y"}, [(1, 9, ["on"]), (2, 2, ["on"]), (1, 2, ["on"])]),
+            {"1": "a"},
+            [{"subject": 1, "object": 2, "predicates": ["on"]}],
+            [
+                "objects[1].tag is tag 9, which is not in the image (tags: 1, 2, 3)",
+                'objects[2].tag is "x", not an integer tag',
+                "relations[0].object is tag 9, which is not in the image (tags: 1, 2, 3)",
+                "relations[1] relates tag 2 to itself",
+            ],
+        ),
+        (
+            answer_json({1: "a"}, [(1, 2, ["In front of", " ", "close  by"]), (2, 1, ["behind"])]),
+            {"1": "a"},
+            [{"subject": 1, "object": 2, "predicates": ["close by"]}],
+            [
+                "relations[0].predicates[0] is 'in front of', which this run excludes",
+                'relations[0].predicates[1] must be a non-empty string, got " "',
+                "relations[1].predicates[0] is 'behind', which this run excludes",
+                "relations[1] has no valid predicate left",
+            ],
+        ),
+        (
+            '{"objects": [{"tag": 2, "name": "b"}], "relations": ["oops", {"subject": 1, "predicates": ["on"]}]}',
+            {"2": "b"},
+            [],
+            ['relations[0] must be an object, got "oops"', 'relations[1] has no "object"'],
+        ),
+    ],
+)
+def test_parse_answer_drops_bad_entries_and_keeps_the_rest(text, objects, relations, dropped):
+    answer = parse_answer(text, [1, 2, 3], excluded_predicates={"in front of", "behind"})
+    assert answer.objects_json() == objects
+    assert answer.relations_json() == relations
+    assert list(answer.dropped) == dropped
+
+
+def test_parse_answer_keeps_viewpoint_predicates_unless_excluded():
+    text = answer_json({1: "a", 2: "b"}, [(1, 2, ["in front of", "close by"])])
+    assert parse_answer(text, [1, 2]).relations[0].predicates == ("in front of", "close by")
+    assert parse_answer(text, [1, 2], {"in front of"}).relations[0].predicates == ("close by",)
+
+
+def test_response_schema_limits_the_tags_to_the_frame():
+    schema = response_format("json_schema", [3, 1, 2, 3])["json_schema"]["schema"]
+    objects = schema["properties"]["objects"]["items"]["properties"]
+    relations = schema["properties"]["relations"]["items"]["properties"]
+    for tag in (objects["tag"], relations["subject"], relations["object"]):
+        assert tag == {"type": "integer", "enum": [1, 2, 3]}
+    plain = response_format("json_schema")["json_schema"]["schema"]
+    assert plain["properties"]["objects"]["items"]["properties"]["tag"] == {"type": "integer"}
+    assert response_format("json_object", [1]) == {"type": "json_object"} and response_format("plain", [1]) is None
+
+
+# -------------------------------------------------------------------------------------------- prompt
+
+
+def test_prompt_lists_the_3dssg_predicates_without_viewpoint_ones_unless_asked():
+    default, viewpoint = load_prompt(None), load_prompt(None, viewpoint=True)
+    predicates = predicate_vocab()
+    assert len(predicates) == 26 and set(VIEWPOINT_PREDICATES) == {"left", "right", "front", "behind"}
+    for text in (default, viewpoint):
+        assert "{predicates}" not in text and '"none"' not in text
+        assert all(f'"{p}"' in text for p in predicates if p not in ("left", "right", "front", "behind"))
+    for predicate in ("left", "right", "front", "behind", "in front of", "left of", "right of"):
+        assert f'"{predicate}"' not in default
+    assert all(f'"{p}"' in viewpoint for p in ("left", "right", "front", "behind"))
+
+
+def test_custom_prompt_without_placeholders_is_used_as_written(tmp_path):
+    path = tmp_path / "prompt.txt"
+    path.write_text("Name the objects and relate them with any predicate.\n")
+    template = load_prompt(path, viewpoint=True)
+    assert template == "Name the objects and relate them with any predicate."
+    assert fill_prompt(template, [1, 2]) == f"{template}\n\nThe tags in this image are: 1, 2."
 
 
 # ------------------------------------------------------------------------------------ tokens and cost
@@ -301,6 +419,21 @@ def test_slow_reply_times_out_and_is_retried():
     assert result.raw[0] == "the request timed out"
 
 
+def test_reply_at_the_token_limit_is_kept_when_complete_and_asked_again_when_not():
+    with FakeOpenAI() as fake:
+        fake.push(
+            chat_reply(answer_json({1: "sofa"}) + "\n" * 40, finish_reason="length"),  # complete, then whitespace
+            chat_reply(None, finish_reason="length"),  # a reasoning model spent the budget before answering
+            chat_reply(answer_json({1: "chair"})),
+        )
+        client = VisionClient(make_openai_client(fake.url, SECRET, 5.0), "gpt-4o", sleep=lambda _s: None)
+        kept = client.ask("The tags in this image are: 1.", "data:image/png;base64,AA==", [1])
+        again = client.ask("The tags in this image are: 1.", "data:image/png;base64,AA==", [1])
+    assert (kept.status, kept.attempts, kept.answer.objects) == ("ok", 1, {1: "sofa"})
+    assert (again.status, again.attempts, again.answer.objects) == ("ok", 2, {1: "chair"})
+    assert [r.max_tokens for r in fake.chat_requests] == [2048, 2048, 4096]
+
+
 # -------------------------------------------------------------------------------------- whole stage
 
 
@@ -319,18 +452,22 @@ def test_run_writes_the_contract_and_never_the_key(capture, server):
         assert data["usage"] == {"prompt_tokens": 100, "completion_tokens": 20}
         assert data["objects"] == {str(tag): f"object {tag}" for tag in tags}
         assert data["relations"] == [{"subject": tags[0], "object": tags[1], "predicates": ["standing on"]}]
-        assert len(data["raw"]) == 1 and json.loads(data["raw"][0])["objects"]
+        assert len(data["raw"]) == 1 and json.loads(data["raw"][0])["objects"] and data["dropped"] == []
         with Image.open(workspace / "overlays" / f"{Path(name).stem}.png") as overlay:
             assert overlay.size == (512, 384)
     for request in server.chat_requests:
         body = request.json
         assert body["model"] == "gpt-4o" and body["temperature"] == 0
+        assert body["seed"] == 0 and body["max_tokens"] == 2048 and "max_completion_tokens" not in body
         assert body["response_format"]["type"] == "json_schema"
         assert body["response_format"]["json_schema"]["strict"] is True
         assert request.image_urls()[0].startswith("data:image/jpeg;base64,")
         assert request_image(body).size == (512, 384)
-        assert body["messages"][0]["content"][1]["image_url"]["detail"] == "high"
-        assert tags_from_prompt(body)
+        assert [m["role"] for m in body["messages"]] == ["system", "user"]
+        assert request.system_text() == SYSTEM_MESSAGE
+        assert body["messages"][1]["content"][1]["image_url"]["detail"] == "high"
+        tags = tags_from_prompt(body)
+        assert tags and request.schema()["properties"]["objects"]["items"]["properties"]["tag"]["enum"] == tags
         assert request.headers["authorization"] == f"Bearer {SECRET}"
         others = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
         assert SECRET not in json.dumps(others) and SECRET not in request.body
@@ -340,24 +477,131 @@ def test_run_writes_the_contract_and_never_the_key(capture, server):
     assert "cost $0.0018" in summary_text(summary)
 
 
+def test_request_options_reach_the_server(capture, server):
+    first = names_of(capture)[0]
+    options = dict(max_frames=1, seed=7, max_tokens=512, max_tokens_field="max_completion_tokens")
+    run_relations(config(capture, server.url, system_message="Be terse.", tag_enum=False, **options), progress=False)
+    request = server.chat_requests[-1]
+    assert request.json["seed"] == 7 and request.json["max_completion_tokens"] == 512
+    assert "max_tokens" not in request.json and request.system_text() == "Be terse."
+    assert request.schema()["properties"]["relations"]["items"]["properties"]["subject"] == {"type": "integer"}
+    run_relations(
+        config(capture, server.url, max_frames=1, seed=None, system_message="", redo=(first,)), progress=False
+    )
+    request = server.chat_requests[-1]
+    assert "seed" not in request.json and [m["role"] for m in request.messages()] == ["user"]
+    with pytest.raises(UserError, match="--max-tokens"):
+        run_relations(config(capture, server.url, max_tokens=0), progress=False)
+
+
+def test_cut_off_reply_is_asked_again_with_twice_the_tokens(capture, server):
+    first = names_of(capture)[0]
+    server.push(cut_off_reply(answer_json({tag: "sofa" for tag in tags_of(capture, first)}), 300))
+    cfg = config(capture, server.url, concurrency=1, max_frames=1, retries=0, max_tokens=300)
+    summary = run_relations(cfg, progress=False)  # the larger budget is not a retry: retries=0 allows it
+    assert (summary["done"], summary["failed"]) == (1, {})
+    assert [r.max_tokens for r in server.chat_requests] == [300, 600]
+    assert [m["role"] for m in server.chat_requests[1].messages()] == ["system", "user"]  # the cut-off text not shown
+    data = record(capture, first)
+    assert (data["status"], data["attempts"], data["usage"]["completion_tokens"]) == ("ok", 2, 300 + 20)
+
+
+def test_reply_cut_off_twice_fails_the_frame_with_the_reason(capture, server):
+    first = names_of(capture)[0]
+    full = answer_json({tag: "sofa" for tag in tags_of(capture, first)})
+    server.push(cut_off_reply(full, 300), cut_off_reply(full, 600))
+    summary = run_failing(config(capture, server.url, concurrency=1, max_frames=1, retries=3, max_tokens=300))
+    assert [r.max_tokens for r in server.chat_requests] == [300, 600]  # not a third time, whatever --retries says
+    reason = summary["failed"][first]
+    assert "cut off at max_tokens=600 (finish_reason length) twice" in reason and "--max-tokens" in reason
+    data = record(capture, first)
+    assert (data["status"], data["reason"], data["attempts"]) == ("failed", reason, 2)
+
+
+def test_partly_bad_answer_keeps_the_valid_entries_and_records_the_dropped(capture, server):
+    first = names_of(capture)[0]
+    tags = tags_of(capture, first)
+    a, b = tags[0], tags[1]
+    reply = {
+        "objects": [{"tag": a, "name": "sofa"}, {"tag": 99, "name": "ghost"}, "junk"],
+        "relations": [
+            {"subject": a, "object": b, "predicates": ["standing on"]},
+            {"subject": b, "object": b, "predicates": ["same as"]},
+        ],
+    }
+    server.push(chat_reply(json.dumps(reply)))
+    summary = run_relations(config(capture, server.url, concurrency=1, max_frames=1, retries=0), progress=False)
+    data = record(capture, first)
+    assert (data["status"], data["attempts"], len(server.chat_requests)) == ("ok", 1, 1)  # not asked again
+    assert data["objects"] == {str(a): "sofa"}
+    assert data["relations"] == [{"subject": a, "object": b, "predicates": ["standing on"]}]
+    known = ", ".join(str(tag) for tag in tags)
+    assert data["dropped"] == [
+        f"objects[1].tag is tag 99, which is not in the image (tags: {known})",
+        'objects[2] must be an object, got "junk"',
+        f"relations[1] relates tag {b} to itself",
+    ]
+    assert summary["dropped"] == {first: 3} and summary["failed"] == {}
+    assert "3 entries in 1 frame" in summary_text(summary) and f"{first}: 3 dropped" in summary_text(summary)
+
+
+def test_a_babbling_answer_keeps_a_bounded_list_of_drops():
+    reasons = [f"relations[{i}] relates tag 1 to itself" for i in range(120)]
+    assert dropped_lines(reasons[:3]) == reasons[:3]
+    assert dropped_lines(reasons, limit=50) == reasons[:50] + ["... (70 more)"]
+
+
+def test_viewpoint_predicates_only_under_the_flag(capture):
+    def responder(request: dict[str, Any]) -> Reply:
+        tags = tags_from_prompt(request)
+        return chat_reply(answer_json({tags[0]: "a"}, [(tags[0], tags[1], ["in front of", "close by"])]))
+
+    first = names_of(capture)[0]
+    with FakeOpenAI(responder=responder) as fake:
+        run_relations(config(capture, fake.url, max_frames=1), progress=False)
+        assert '"behind"' not in fake.chat_requests[-1].prompt_text()
+        assert record(capture, first)["relations"][0]["predicates"] == ["close by"]
+        assert "'in front of', which this run excludes" in record(capture, first)["dropped"][0]
+        run_relations(config(capture, fake.url, max_frames=1, viewpoint_predicates=True, redo=(first,)), progress=False)
+        assert '"behind"' in fake.chat_requests[-1].prompt_text()
+        assert record(capture, first)["relations"][0]["predicates"] == ["in front of", "close by"]
+        assert record(capture, first)["dropped"] == []
+
+
+def test_run_where_every_frame_fails_exits_non_zero_after_its_summary(capture, capsys):
+    from relationfield.cli import entrypoint
+
+    argv = ["relations", "--data", str(capture), "--retries", "1", "--backoff", "0", "--timeout", "5"]
+    with FakeOpenAI(responder=lambda _request: chat_reply("Sorry, I cannot see any tags.")) as fake:  # babbling
+        with pytest.raises(SystemExit) as exit_info:
+            entrypoint([*argv, "--base-url", fake.url])
+    assert exit_info.value.code == 2 and len(fake.chat_requests) == NUM_FRAMES * 2
+    err = capsys.readouterr().err
+    assert "no frame got an answer (4 failed)" in err
+    assert "0 done" in err and "4 failed" in err and "Failed frames" in err and "not valid JSON" in err
+    assert [record(capture, name)["status"] for name in names_of(capture)] == ["failed"] * NUM_FRAMES
+
+
 def test_invalid_replies_are_retried_then_recorded_with_the_reason(capture, server):
     first = names_of(capture)[0]
     bad = [
         chat_reply("not json at all"),
         chat_reply(answer_json({"3a": "sofa"})),
         chat_reply(answer_json({99: "sofa"})),
-        chat_reply(answer_json({1: "a", 2: "b"}, [(1, 1, ["same as"])])),
+        chat_reply(answer_json({}, [(1, 1, ["same as"])])),
     ]
     server.push(*bad)
-    summary = run_relations(config(capture, server.url, concurrency=1, retries=3, max_frames=1), progress=False)
-    assert summary["failed"] == {first: "invalid reply: relations[0] relates tag 1 to itself"}
+    summary = run_failing(config(capture, server.url, concurrency=1, retries=3, max_frames=1))
+    reason = "invalid reply: nothing valid is left: relations[0] relates tag 1 to itself"
+    assert summary["failed"] == {first: reason}
     data = record(capture, first)
     assert (data["status"], data["attempts"], data["objects"], data["relations"]) == ("failed", 4, {}, [])
-    assert data["reason"] == "invalid reply: relations[0] relates tag 1 to itself"
+    assert data["reason"] == reason
     assert data["raw"][0] == "not json at all" and len(data["raw"]) == 4
     assert data["usage"] == {"prompt_tokens": 400, "completion_tokens": 80}
     retry = server.chat_requests[1].json["messages"]
-    assert [m["role"] for m in retry] == ["user", "assistant", "user"] and "not valid JSON" in retry[2]["content"]
+    assert [m["role"] for m in retry] == ["system", "user", "assistant", "user"]
+    assert "not valid JSON" in retry[3]["content"]
     again = run_relations(config(capture, server.url, max_frames=1), progress=False)  # failed frames are asked again
     assert (again["done"], again["skipped"], again["failed"]) == (1, 0, {})
     assert record(capture, first)["status"] == "ok"
@@ -365,7 +609,7 @@ def test_invalid_replies_are_retried_then_recorded_with_the_reason(capture, serv
 
 def test_server_errors_exhaust_the_retries(capture):
     with FakeOpenAI(responder=lambda _request: (500, {"error": {"message": "overloaded"}})) as fake:
-        summary = run_relations(config(capture, fake.url, retries=2, max_frames=2), progress=False)
+        summary = run_failing(config(capture, fake.url, retries=2, max_frames=2))
     assert len(fake.chat_requests) == 2 * 3
     assert set(summary["failed"].values()) == {"HTTP 500: overloaded"}
     assert all(record(capture, name)["attempts"] == 3 for name in summary["failed"])
@@ -375,7 +619,7 @@ def test_dead_server_records_connection_errors(capture):
     fake = FakeOpenAI()
     url = fake.url
     fake.stop()  # nothing listens on the port any more
-    summary = run_relations(config(capture, url, retries=1), progress=False)
+    summary = run_failing(config(capture, url, retries=1))
     assert len(summary["failed"]) == NUM_FRAMES and summary["done"] == 0
     assert all(reason.startswith("connection error") for reason in summary["failed"].values())
 
@@ -395,9 +639,18 @@ def test_json_schema_rejection_falls_back_and_is_remembered(capture, server):
 
 def test_other_bad_requests_fail_the_frame_without_retries(capture, server):
     server.push(error_reply(400, "image too large"))
-    summary = run_relations(config(capture, server.url, concurrency=1, max_frames=1), progress=False)
+    summary = run_failing(config(capture, server.url, concurrency=1, max_frames=1))
     assert list(summary["failed"].values()) == ["HTTP 400: image too large"]
     assert len(server.chat_requests) == 1 and summary["response_mode"] == "json_schema"
+
+
+def test_a_refused_token_limit_field_names_the_other_one(capture, server):
+    message = "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens'."
+    server.push(error_reply(400, message, param="max_tokens"))
+    summary = run_failing(config(capture, server.url, max_frames=1))
+    assert summary["failed"] == {
+        names_of(capture)[0]: f"HTTP 400: {message} (try --max-tokens-field max_completion_tokens)"
+    }
 
 
 def test_rejected_key_stops_the_run_without_echoing_it(capture):
@@ -465,7 +718,7 @@ def test_failed_redo_keeps_the_previous_answer(capture, server):
     name = names_of(capture)[0]
     run_relations(config(capture, server.url, max_frames=1), progress=False)
     server.push(error_reply(500, "boom"))
-    summary = run_relations(config(capture, server.url, max_frames=1, retries=0, redo=(name,)), progress=False)
+    summary = run_failing(config(capture, server.url, max_frames=1, retries=0, redo=(name,)))
     assert summary["failed"][name] == "HTTP 500: boom (kept the previous answer)"
     assert record(capture, name)["status"] == "ok"
 
@@ -514,11 +767,13 @@ def test_dry_run_sends_nothing_and_needs_no_key(capture, server, monkeypatch):
     estimate = summary["estimate"]
     template = load_prompt(None)
     text = sum(-(-len(fill_prompt(template, tags_of(capture, n))) // 4) for n in names_of(capture))
+    system = -(-len(SYSTEM_MESSAGE) // 4) + 4
     assert estimate["frames"] == NUM_FRAMES
-    assert estimate["prompt_tokens"] == text + NUM_FRAMES * (255 + 10)
+    assert estimate["prompt_tokens"] == text + NUM_FRAMES * (255 + 10 + system)
     assert estimate["completion_tokens"] == NUM_FRAMES * 400
     assert estimate["cost"] == pytest.approx((estimate["prompt_tokens"] * 2.5 + NUM_FRAMES * 400 * 10) / 1e6)
     assert Path(estimate["overlay"]).is_file() and "{tags}" not in estimate["prompt"]
+    assert "{predicates}" not in estimate["prompt"] and '"supported by"' in estimate["prompt"]
     report = summary_text(summary)
     assert "Nothing was sent" in report and estimate["prompt"] in report
 

@@ -3,72 +3,85 @@
 Format
     The model is asked for ``{"objects": [{"tag": 1, "name": "sofa"}, ...], "relations": [{"subject":
     1, "object": 2, "predicates": ["standing on"]}, ...]}``, first as a strict JSON schema
-    (:func:`response_format` of ``json_schema``), then as a plain JSON object, then through the prompt
-    alone (:data:`RESPONSE_MODES`, in the order a client falls back through them).
+    (:func:`response_format` of ``json_schema``, whose tags may be limited to the frame's own tags by an
+    integer ``enum``), then as a plain JSON object, then through the prompt alone
+    (:data:`RESPONSE_MODES`, in the order a client falls back through them).
 
 Validation (:func:`parse_answer`, applied whatever the server promised)
-    The reply must be a JSON object (```json fences are stripped) with the lists ``objects`` and
-    ``relations``. A tag is an integer or a string of ASCII digits (``3`` and ``"3"`` are tag 3;
-    ``"3a"``, ``3.0``, ``true`` and ``"#3"`` are rejected) and must be one of the frame's masks. Names
-    and predicates are non-empty strings; a relation needs two different tags and at least one
-    predicate. A tag named twice, a self-relation, an unknown tag or an empty predicate list makes the
-    whole reply invalid (:class:`ValidationError`, whose ``reason`` names the first problem found).
-    Duplicate predicates and repeated pairs are merged.
+    The reply must be a JSON object (```json fences are stripped). A tag is an integer or a string of
+    ASCII digits (``3`` and ``"3"`` are tag 3; ``"3a"``, ``3.0``, ``true`` and ``"#3"`` are not tags) and
+    must be one of the frame's masks. Names and predicates are non-empty strings; a relation needs two
+    different tags and at least one predicate.
+
+    A bad entry is dropped, not the reply: an object or relation with an unknown or malformed tag, a
+    self-relation, a relation left without a valid predicate, a malformed entry, a second name for a
+    tag (the first is kept), a bad or excluded predicate inside a relation (the relation keeps the
+    others) and a missing or non-list ``objects`` / ``relations``. Each drop is described in
+    :attr:`Answer.dropped`. Only a reply with nothing valid left (no object and no relation), an empty
+    reply, or one that is not a JSON object is invalid (:class:`ValidationError`, whose ``reason`` names
+    the first problem found). Duplicate predicates and repeated pairs are merged.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
-
-import pydantic
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationInfo
-from pydantic_core import ErrorDetails, PydanticCustomError
+from typing import Any, Literal
 
 ResponseMode = Literal["json_schema", "json_object", "plain"]
 #: How the answer format is requested, in the order a client falls back through them.
 RESPONSE_MODES: tuple[ResponseMode, ...] = ("json_schema", "json_object", "plain")
 
-RESPONSE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "objects": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {"tag": {"type": "integer"}, "name": {"type": "string"}},
-                "required": ["tag", "name"],
-                "additionalProperties": False,
-            },
-        },
-        "relations": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "subject": {"type": "integer"},
-                    "object": {"type": "integer"},
-                    "predicates": {"type": "array", "items": {"type": "string"}},
+#: Characters of a reply's value quoted in a reason.
+_MAX_VALUE_CHARS = 80
+
+
+def response_schema(tags: Sequence[int] | None = None) -> dict[str, Any]:
+    """The JSON schema of an answer; with ``tags``, every tag field is an integer enum of them."""
+
+    def tag() -> dict[str, Any]:
+        return {"type": "integer", "enum": sorted(set(int(t) for t in tags))} if tags else {"type": "integer"}
+
+    return {
+        "type": "object",
+        "properties": {
+            "objects": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"tag": tag(), "name": {"type": "string"}},
+                    "required": ["tag", "name"],
+                    "additionalProperties": False,
                 },
-                "required": ["subject", "object", "predicates"],
-                "additionalProperties": False,
+            },
+            "relations": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "subject": tag(),
+                        "object": tag(),
+                        "predicates": {"type": "array", "items": {"type": "string"}},
+                    },
+                    "required": ["subject", "object", "predicates"],
+                    "additionalProperties": False,
+                },
             },
         },
-    },
-    "required": ["objects", "relations"],
-    "additionalProperties": False,
-}
+        "required": ["objects", "relations"],
+        "additionalProperties": False,
+    }
 
 
-def response_format(mode: ResponseMode) -> dict[str, Any] | None:
-    """The ``response_format`` request field of ``mode`` (``None``: the field is left out)."""
+def response_format(mode: ResponseMode, tags: Sequence[int] | None = None) -> dict[str, Any] | None:
+    """The ``response_format`` request field of ``mode`` (``None``: the field is left out); ``tags``:
+    limit the schema's tags to these (see :func:`response_schema`)."""
     if mode == "json_schema":
         return {
             "type": "json_schema",
-            "json_schema": {"name": "set_of_mark_relations", "strict": True, "schema": RESPONSE_SCHEMA},
+            "json_schema": {"name": "set_of_mark_relations", "strict": True, "schema": response_schema(tags)},
         }
     if mode == "json_object":
         return {"type": "json_object"}
@@ -98,10 +111,12 @@ class Relation:
 
 @dataclass(frozen=True)
 class Answer:
-    """A validated reply: names by tag and relations between tags."""
+    """A validated reply: names by tag, relations between tags, and what was dropped from it."""
 
     objects: dict[int, str]
     relations: tuple[Relation, ...]
+    dropped: tuple[str, ...] = ()
+    """Why each left-out entry was left out, in reply order (empty when the reply was clean)."""
 
     def objects_json(self) -> dict[str, str]:
         """The workspace form: tag (as a string) -> name, in tag order."""
@@ -121,140 +136,139 @@ def strip_fences(text: str) -> str:
     return match.group(1) if match else text.strip()
 
 
-# ---------------------------------------------------------------------------- the reply's pydantic model
-
-# Error types of the validators below: the reason of a located error follows the value's place in the
-# reply ("objects[0].tag is ..."); a whole-reply reason stands alone ("tag 1 is named twice ...").
-_LOCATED = "answer_located"
-_WHOLE = "answer_whole"
+# ------------------------------------------------------------------------------------ entry checks
 
 
-def _invalid(reason: str, located: bool = True) -> PydanticCustomError:
-    # The reason travels in the context: a template would read braces in the model's text as fields.
-    return PydanticCustomError(_LOCATED if located else _WHOLE, "{reason}", {"reason": reason})
+class _Drop(Exception):
+    """An entry of the reply that is left out; the message says why."""
 
 
-def _coerce_tag(value: Any) -> int:
-    """A tag: an ``int`` (not ``bool``) or a string of ASCII digits (pydantic's lax int takes more)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value)
-    raise _invalid(f"is {json.dumps(value)}, not an integer tag")
-
-
-def _known_tag(tag: int, info: ValidationInfo) -> int:
-    tags = info.context["tags"]
-    if tag not in tags:
-        raise _invalid(f"is tag {tag}, which is not in the image (tags: {_tag_list(tags)})")
-    return tag
+def _quote(value: Any) -> str:
+    """``value`` as JSON, cut to a readable length."""
+    text = json.dumps(value)
+    return text if len(text) <= _MAX_VALUE_CHARS else text[:_MAX_VALUE_CHARS] + "..."
 
 
 def _tag_list(tags: Iterable[int]) -> str:
     return ", ".join(str(tag) for tag in sorted(tags))
 
 
-def _text(value: Any) -> str:
+def _entry(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise _Drop(f"{where} must be an object, got {_quote(value)}")
+    return value
+
+
+def _field(entry: Mapping[str, Any], key: str, where: str) -> Any:
+    if key not in entry:
+        raise _Drop(f'{where} has no "{key}"')
+    return entry[key]
+
+
+def _tag(value: Any, tags: Collection[int], where: str) -> int:
+    """A tag: an ``int`` (not ``bool``) or a string of ASCII digits, one of the frame's ``tags``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        tag = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit():
+        tag = int(value)
+    else:
+        raise _Drop(f"{where} is {_quote(value)}, not an integer tag")
+    if tag not in tags:
+        raise _Drop(f"{where} is tag {tag}, which is not in the image (tags: {_tag_list(tags)})")
+    return tag
+
+
+def _text(value: Any, where: str) -> str:
     """A non-empty string, its runs of whitespace collapsed to one space."""
     if not isinstance(value, str) or not value.strip():
-        raise _invalid(f"must be a non-empty string, got {json.dumps(value)}")
+        raise _Drop(f"{where} must be a non-empty string, got {_quote(value)}")
     return " ".join(value.split())
 
 
-def _predicates(values: list[str]) -> list[str]:
-    """Lower-case predicates without repeats; at least one."""
-    predicates = list(dict.fromkeys(value.lower() for value in values))
-    if not predicates:
-        raise _invalid("is empty")
-    return predicates
+def _entries(data: Mapping[str, Any], key: str, dropped: list[str]) -> list[Any]:
+    """The list ``data[key]`` (empty, with the problem in ``dropped``, when it is missing or no list)."""
+    if key not in data:
+        dropped.append(f'the reply has no "{key}" list')
+        return []
+    values = data[key]
+    if not isinstance(values, list):
+        dropped.append(f'"{key}" must be a list, got {type(values).__name__}')
+        return []
+    return values
 
 
-_Tag = Annotated[int, BeforeValidator(_coerce_tag), AfterValidator(_known_tag)]
-_Text = Annotated[str, BeforeValidator(_text)]
+def _names(values: Sequence[Any], tags: Collection[int], dropped: list[str]) -> dict[int, str]:
+    """The valid ``objects`` entries as tag -> name (a tag named again keeps its first name)."""
+    names: dict[int, str] = {}
+    for index, value in enumerate(values):
+        where = f"objects[{index}]"
+        try:
+            entry = _entry(value, where)
+            tag = _tag(_field(entry, "tag", where), tags, f"{where}.tag")
+            name = _text(_field(entry, "name", where), f"{where}.name")
+        except _Drop as drop:
+            dropped.append(str(drop))
+            continue
+        known = names.setdefault(tag, name)
+        if known.lower() != name.lower():
+            dropped.append(f"{where} names tag {tag} again ({name!r}; kept {known!r})")
+    return names
 
 
-class _ReplyObject(BaseModel):
-    model_config = ConfigDict(strict=True, frozen=True)
-
-    tag: _Tag
-    name: _Text
-
-
-class _ReplyRelation(BaseModel):
-    model_config = ConfigDict(strict=True, frozen=True)
-
-    subject: _Tag
-    object: _Tag
-    predicates: Annotated[list[_Text], AfterValidator(_predicates)]
-
-    @pydantic.model_validator(mode="after")
-    def _two_objects(self) -> _ReplyRelation:
-        if self.subject == self.object:
-            raise _invalid(f"relates tag {self.subject} to itself")
-        return self
-
-
-class _Reply(BaseModel):
-    """The reply as the model sends it (unknown keys are ignored); :func:`parse_answer` merges it."""
-
-    model_config = ConfigDict(strict=True, frozen=True)
-
-    objects: list[_ReplyObject]
-    relations: list[_ReplyRelation]
-
-    @pydantic.field_validator("objects")
-    @classmethod
-    def _one_name_per_tag(cls, objects: list[_ReplyObject], info: ValidationInfo) -> list[_ReplyObject]:
-        names: dict[int, str] = {}
-        for entry in objects:
-            known = names.setdefault(entry.tag, entry.name)
-            if known.lower() != entry.name.lower():
-                raise _invalid(f"tag {entry.tag} is named twice ({known!r} and {entry.name!r})", located=False)
-        if info.context["tags"] and not objects:
-            raise _invalid("the reply names none of the tagged objects", located=False)
-        return objects
-
-    def answer(self) -> Answer:
-        """The reply with repeated (subject, object) pairs merged (a repeated tag keeps its last name)."""
-        merged: dict[tuple[int, int], list[str]] = {}
-        for relation in self.relations:
-            known = merged.setdefault((relation.subject, relation.object), [])
-            known.extend(p for p in relation.predicates if p not in known)
-        return Answer(
-            objects={entry.tag: entry.name for entry in self.objects},
-            relations=tuple(Relation(s, o, tuple(p)) for (s, o), p in merged.items()),
-        )
+def _predicates(value: Any, excluded: Collection[str], where: str, dropped: list[str]) -> list[str]:
+    """The valid, lower-case predicates of a relation, without repeats (a bad one is dropped alone)."""
+    if not isinstance(value, list):
+        raise _Drop(f"{where}.predicates must be a list of strings, got {_quote(value)}")
+    if not value:
+        raise _Drop(f"{where}.predicates is empty")
+    kept: list[str] = []
+    for index, item in enumerate(value):
+        try:
+            predicate = _text(item, f"{where}.predicates[{index}]").lower()
+        except _Drop as drop:
+            dropped.append(str(drop))
+            continue
+        if predicate in excluded:
+            dropped.append(f"{where}.predicates[{index}] is {predicate!r}, which this run excludes")
+        elif predicate not in kept:
+            kept.append(predicate)
+    if not kept:
+        raise _Drop(f"{where} has no valid predicate left")
+    return kept
 
 
-def _where(loc: Sequence[int | str]) -> str:
-    """``('relations', 0, 'predicates')`` -> ``relations[0].predicates``."""
-    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+def _relations(
+    values: Sequence[Any], tags: Collection[int], excluded: Collection[str], dropped: list[str]
+) -> tuple[Relation, ...]:
+    """The valid ``relations`` entries, repeated (subject, object) pairs merged."""
+    merged: dict[tuple[int, int], list[str]] = {}
+    for index, value in enumerate(values):
+        where = f"relations[{index}]"
+        try:
+            entry = _entry(value, where)
+            subject = _tag(_field(entry, "subject", where), tags, f"{where}.subject")
+            target = _tag(_field(entry, "object", where), tags, f"{where}.object")
+            if subject == target:
+                raise _Drop(f"{where} relates tag {subject} to itself")
+            predicates = _predicates(_field(entry, "predicates", where), excluded, where, dropped)
+        except _Drop as drop:
+            dropped.append(str(drop))
+            continue
+        known = merged.setdefault((subject, target), [])
+        known.extend(p for p in predicates if p not in known)
+    return tuple(Relation(s, o, tuple(p)) for (s, o), p in merged.items())
 
 
-def _reason(error: ErrorDetails) -> str:
-    """The reason of pydantic's ``error``, worded as the reply's author would read it."""
-    loc, kind, value = error["loc"], error["type"], error.get("input")
-    if kind in (_LOCATED, _WHOLE):
-        reason = str(error["ctx"]["reason"])
-        return f"{_where(loc)} {reason}" if kind == _LOCATED else reason
-    if kind == "missing":
-        return f'the reply has no "{loc[0]}" list' if len(loc) == 1 else f'{_where(loc[:-1])} has no "{loc[-1]}"'
-    if kind == "model_type" and not loc:
-        return f"the reply must be a JSON object, got {type(value).__name__}"
-    if kind == "model_type":
-        return f"{_where(loc)} must be an object, got {json.dumps(value)}"
-    if kind == "list_type" and len(loc) == 1:
-        return f'"{loc[0]}" must be a list, got {type(value).__name__}'
-    if kind == "list_type":
-        return f"{_where(loc)} must be a list of strings, got {json.dumps(value)}"
-    return f"{_where(loc) or 'the reply'}: {error['msg']}"
-
-
-def parse_answer(text: str | None, tags: Sequence[int]) -> Answer:
+def parse_answer(text: str | None, tags: Sequence[int], excluded_predicates: Collection[str] = ()) -> Answer:
     """Validate a reply against the frame's ``tags`` (see the module docstring for the rules).
 
+    Args:
+        text: the reply's text.
+        tags: the frame's tags.
+        excluded_predicates: lower-case predicates this run does not accept (dropped with a reason).
+
     Raises:
-        ValidationError: the reply is not a valid answer; ``reason`` says why.
+        ValidationError: nothing valid is left of the reply; ``reason`` says why.
     """
     if text is None or not text.strip():
         raise ValidationError("the reply is empty")
@@ -262,9 +276,16 @@ def parse_answer(text: str | None, tags: Sequence[int]) -> Answer:
         data = json.loads(strip_fences(text))
     except ValueError as error:
         raise ValidationError(f"the reply is not valid JSON ({error})") from None
-    context = {"tags": sorted(set(int(tag) for tag in tags))}
-    try:
-        reply = _Reply.model_validate(data, context=context)
-    except pydantic.ValidationError as error:
-        raise ValidationError(_reason(error.errors(include_url=False)[0])) from None
-    return reply.answer()
+    if not isinstance(data, dict):
+        raise ValidationError(f"the reply must be a JSON object, got {type(data).__name__}")
+    known = frozenset(int(tag) for tag in tags)
+    excluded = frozenset(p.lower() for p in excluded_predicates)
+    dropped: list[str] = []
+    objects = _names(_entries(data, "objects", dropped), known, dropped)
+    relations = _relations(_entries(data, "relations", dropped), known, excluded, dropped)
+    if not objects and not relations:
+        if not dropped:
+            raise ValidationError("the reply names none of the tagged objects")
+        more = f" (and {len(dropped) - 1} more)" if len(dropped) > 1 else ""
+        raise ValidationError(f"nothing valid is left: {dropped[0]}{more}")
+    return Answer(objects, relations, tuple(dropped))

@@ -23,6 +23,8 @@ PRICES_PER_MILLION: dict[str, tuple[float, float]] = {
 ASSUMED_OUTPUT_TOKENS = 400
 #: Tokens added by the chat format around one user message with an image (role markers etc.).
 MESSAGE_OVERHEAD_TOKENS = 10
+#: Tokens added by the chat format around each further message (the system message).
+EXTRA_MESSAGE_TOKENS = 4
 
 #: (base, per 512-px tile) image tokens where a model differs from the gpt-4o rule (85, 170): gpt-4o-mini
 #: bills images at about the same price as gpt-4o by counting many more tokens.
@@ -107,6 +109,12 @@ def text_tokens(text: str) -> int:
     return math.ceil(len(text) / 4)
 
 
-def request_tokens(prompt: str, width: int, height: int, detail: Detail, model: str = "gpt-4o") -> int:
-    """Estimated input tokens of one request: prompt text, image and message overhead."""
-    return text_tokens(prompt) + image_tokens(width, height, detail, model) + MESSAGE_OVERHEAD_TOKENS
+def request_tokens(
+    prompt: str, width: int, height: int, detail: Detail, model: str = "gpt-4o", system: str = ""
+) -> int:
+    """Estimated input tokens of one request: prompt text, image, system message and message overhead.
+
+    The JSON schema of the answer format is not counted (servers differ in whether and how they bill it).
+    """
+    tokens = text_tokens(prompt) + image_tokens(width, height, detail, model) + MESSAGE_OVERHEAD_TOKENS
+    return tokens + (text_tokens(system) + EXTRA_MESSAGE_TOKENS if system else 0)

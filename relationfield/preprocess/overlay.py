@@ -1,6 +1,7 @@
 """Set-of-Mark overlays: the image the vision model sees, with every mask filled, outlined and numbered.
 
-Mask ``k`` of ``segments`` gets a translucent fill and an opaque outline in its own colour, and a
+Mask ``k`` of ``segments`` gets a light tint (:data:`FILL_ALPHA`, as Set-of-Mark's own overlays, so the
+objects' colours stay recognisable for "same as") and an opaque outline in its own colour, and a
 numbered mark (a filled box holding ``k`` in a contrasting colour) at its interior point: the mask
 pixel farthest from the mask's boundary (and from the image border), so the number sits inside the
 object even for thin or ring-shaped masks. Mark size, outline width and font size scale with the image,
@@ -22,8 +23,9 @@ RGB = tuple[int, int, int]
 MIN_LONG_SIDE = 512
 #: Images whose longer side is above this are downscaled first (the model sees no more detail anyway).
 MAX_LONG_SIDE = 2048
-#: Opacity of the colour fill over each mask.
-FILL_ALPHA = 0.35
+#: Opacity of the colour tint over each mask: light (Set-of-Mark uses about 0.1-0.15), so an object's own
+#: colour shows through; the opaque outline and the mark tell the masks apart.
+FILL_ALPHA = 0.15
 _GOLDEN_RATIO = 0.618033988749895
 
 

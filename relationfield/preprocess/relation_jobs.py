@@ -4,7 +4,7 @@ A frame is asked about when it has masks (``masks/<stem>.npz``) for its current 
 answer (``relations/<stem>.json``) for the current image and masks, or when ``--redo`` names it. Beside
 the keys of the workspace contract, each relations file records ``masks_hash`` (:func:`segments_hash` of
 the masks the tags refer to), so re-segmenting a frame makes its answer stale even when the image did
-not change.
+not change, and ``dropped``: why each entry left out of the model's answer was left out.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ from relationfield.preprocess.workspace import (
     segments_hash,
     write_json_atomic,
 )
+
+#: Reasons of dropped answer entries kept per relations file (a babbling model can produce thousands).
+MAX_DROPPED_LINES = 50
 
 
 @dataclass(frozen=True)
@@ -179,8 +182,15 @@ def draw_overlay(data_dir: Path, workspace: Path, job: FrameJob) -> Image.Image:
     return overlay
 
 
+def dropped_lines(dropped: Sequence[str], limit: int = MAX_DROPPED_LINES) -> list[str]:
+    """What a relations file keeps of an answer's drops: the first ``limit`` reasons, then a count."""
+    kept = list(dropped[:limit])
+    return kept + [f"... ({len(dropped) - limit} more)"] if len(dropped) > limit else kept
+
+
 def frame_record(job: FrameJob, model: str, result: FrameResult) -> dict[str, Any]:
-    """The ``relations/<stem>.json`` payload of a frame (the workspace contract plus ``masks_hash``)."""
+    """The ``relations/<stem>.json`` payload of a frame (the workspace contract plus ``masks_hash`` and
+    ``dropped``: why each entry left out of the answer was left out)."""
     answer = result.answer
     return {
         "name": job.name,
@@ -193,5 +203,6 @@ def frame_record(job: FrameJob, model: str, result: FrameResult) -> dict[str, An
         "usage": result.usage.to_json(),
         "objects": answer.objects_json() if answer is not None else {},
         "relations": answer.relations_json() if answer is not None else [],
+        "dropped": dropped_lines(answer.dropped) if answer is not None else [],
         "raw": list(result.raw),
     }

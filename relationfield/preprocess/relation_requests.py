@@ -32,11 +32,11 @@ class RequestRun:
     workspace: Path
     """The preprocessing workspace (overlays and relations files are written there)."""
     template: str
-    """The prompt template (``{tags}`` filled in per frame)."""
+    """The prompt template (``{predicates}`` already filled in; ``{tags}`` filled in per frame)."""
     vision: VisionClient
     """The client that asks the model (its model name is recorded in each file)."""
     summary: dict[str, Any]
-    """The stage's summary: ``done``, ``attempts`` and ``failed`` are counted in it."""
+    """The stage's summary: ``done``, ``attempts``, ``failed`` and ``dropped`` are counted in it."""
     image_format: Literal["jpeg", "png"] = "jpeg"
     """Encoding of the image sent."""
     concurrency: int = 4
@@ -72,6 +72,8 @@ class RequestRun:
             self.summary["attempts"] += result.attempts
             if result.status == "ok":
                 self.summary["done"] += 1
+                if result.answer is not None and result.answer.dropped:
+                    self.summary["dropped"][job.name] = len(result.answer.dropped)
             else:
                 kept = " (kept the previous answer)" if job.previous_ok else ""
                 self.summary["failed"][job.name] = f"{result.reason}{kept}"

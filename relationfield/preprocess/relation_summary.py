@@ -33,6 +33,14 @@ def summary_text(summary: Mapping[str, Any]) -> str:
             f"{usage['prompt_tokens']} input + {usage['completion_tokens']} output tokens, "
             f"cost {format_cost(summary['cost'])}. Workspace: {summary['workspace']}"
         )
+    dropped = summary.get("dropped") or {}
+    if dropped:
+        counts = {name: f"{count} dropped" for name, count in dropped.items()}
+        frames = f"{len(dropped)} frame" + ("s" if len(dropped) > 1 else "")
+        text += (
+            f"\nAnswers with bad entries dropped ({sum(dropped.values())} entries in {frames}; the rest of each "
+            f'answer is kept, the reasons are under "dropped" in relations/<stem>.json):\n{failure_lines(counts)}'
+        )
     if summary["failed"]:
         text += f"\nFailed frames (asked again by the next run):\n{failure_lines(summary['failed'])}"
     return text

@@ -5,6 +5,13 @@ stage draws the Set-of-Mark overlay (:mod:`relationfield.preprocess.overlay`, ke
 ``overlays/<stem>.png``), sends it with the prompt (:mod:`relationfield.preprocess.prompt`) to an
 OpenAI-compatible server (:mod:`relationfield.preprocess.vision_client`) and writes the validated
 answer, or the failure and its reason, to ``relations/<stem>.json`` as soon as the frame is done.
+Entries of an answer that are wrong (an unknown tag, a self-relation, a viewpoint-dependent predicate
+unless ``--viewpoint-predicates``, ...) are dropped and listed in the file's ``dropped``; the rest of
+the answer is kept (:mod:`relationfield.preprocess.answer`).
+
+When no frame that the run asked about got an answer (a dead server, or one whose replies are all
+unusable), :func:`run_relations` raises :class:`RelationsFailed` after writing the frames' files: the
+CLI prints the summary and exits non-zero, so ``relations && embed`` stops there.
 
 Resuming: a frame whose relations file says ``ok`` for the current image and the current masks is
 skipped (``--redo`` asks again anyway; :mod:`relationfield.preprocess.relation_jobs`); failed frames
@@ -29,21 +36,32 @@ from typing import Any, Literal
 
 from relationfield.errors import UserError
 from relationfield.preprocess.connection import make_openai_client, resolve_connection
-from relationfield.preprocess.cost import (
-    ASSUMED_OUTPUT_TOKENS,
-    Detail,
-    Usage,
-    estimate_cost,
-    model_prices,
-    request_tokens,
-)
+from relationfield.preprocess.cost import ASSUMED_OUTPUT_TOKENS, Usage, estimate_cost, model_prices, request_tokens
 from relationfield.preprocess.overlay import overlay_size
-from relationfield.preprocess.prompt import fill_prompt, load_prompt
+from relationfield.preprocess.prompt import SYSTEM_MESSAGE, excluded_predicates, fill_prompt, load_prompt
 from relationfield.preprocess.relation_jobs import FrameJob, draw_overlay, plan_jobs, record_untagged
 from relationfield.preprocess.relation_requests import RequestRun, ask_all
+from relationfield.preprocess.relation_summary import summary_text
 from relationfield.preprocess.retries import RetryPolicy
-from relationfield.preprocess.vision_client import VisionClient
+from relationfield.preprocess.vision_client import DEFAULT_MAX_TOKENS, MaxTokensField, RequestOptions, VisionClient
 from relationfield.preprocess.workspace import default_workspace, overlay_path
+
+_FIELD_MESSAGE = "--max-tokens-field must be max_tokens or max_completion_tokens"
+
+
+class RelationsFailed(UserError):
+    """No frame the run asked about got an answer (a dead server, or one whose replies are unusable).
+
+    The frames' files are written; ``summary`` is the run's summary, and the message holds its report.
+    """
+
+    def __init__(self, summary: dict[str, Any]) -> None:
+        super().__init__(
+            f"no frame got an answer ({len(summary['failed'])} failed); `relationfield embed` would have "
+            f"nothing new.\n"
+            f"{summary_text(summary)}"
+        )
+        self.summary = summary
 
 
 @dataclass
@@ -62,7 +80,19 @@ class RelationsConfig:
     max_frames: int | None = None
     """Ask about at most this many segmented frames, chosen to spread over the camera poses (default: all)."""
     prompt: Path | None = None
-    """Prompt file; {tags} is replaced by the frame's tags (default: the shipped configs/prompts/set_of_mark.txt)."""
+    """Prompt file; {tags} becomes the frame's tags, {predicates} the predicate list (default: the shipped one)."""
+    system_message: str = SYSTEM_MESSAGE
+    """System message sent before each frame's prompt ("" sends none)."""
+    viewpoint_predicates: bool = False
+    """Allow viewpoint-dependent predicates (left, right, front, behind): listed in the prompt, kept in answers."""
+    tag_enum: bool = True
+    """Limit the JSON schema's tags to the frame's tags (an integer enum), so strict decoding cannot invent tags."""
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    """Output tokens allowed per reply; a reply cut off there is asked once more with twice as many, then fails."""
+    max_tokens_field: MaxTokensField = "max_tokens"
+    """Request field of --max-tokens: max_tokens (gpt-4o, vLLM, Ollama) or max_completion_tokens (o1, o3, gpt-5)."""
+    seed: int | None = 0
+    """Sampling seed sent with each request, for repeatable answers (best effort on OpenAI; None: not sent)."""
     dry_run: bool = False
     """Print the prompt and a token and cost estimate; send nothing."""
     redo: tuple[str, ...] = ()
@@ -101,6 +131,8 @@ def validate_config(config: RelationsConfig) -> None:
         (config.max_frames is None or config.max_frames >= 1, "--max-frames must be >= 1"),
         (config.retries >= 0, "--retries must be >= 0"),
         (config.timeout > 0, "--timeout must be > 0"),
+        (config.max_tokens >= 1, "--max-tokens must be >= 1"),
+        (config.max_tokens_field in ("max_tokens", "max_completion_tokens"), _FIELD_MESSAGE),
         (config.backoff >= 0, "--backoff must be >= 0"),
         (config.max_backoff >= 0, "--max-backoff must be >= 0"),
         (config.temperature is None or 0.0 <= config.temperature <= 2.0, "--temperature must be in [0, 2]"),
@@ -122,15 +154,17 @@ def _vision_client(config: RelationsConfig, client: Any) -> VisionClient:
     else:
         key = getattr(client, "api_key", None)
     policy = RetryPolicy(retries=config.retries, base_delay=config.backoff, max_delay=config.max_backoff)
-    detail: Detail = config.detail
-    return VisionClient(
-        client,
-        config.model,
-        detail=detail,
+    options = RequestOptions(
+        detail=config.detail,
         temperature=config.temperature,
-        policy=policy,
-        secret=key if isinstance(key, str) else None,
+        max_tokens=config.max_tokens,
+        max_tokens_field=config.max_tokens_field,
+        seed=config.seed,
+        system=config.system_message.strip(),
+        tag_enum=config.tag_enum,
+        excluded_predicates=excluded_predicates(config.viewpoint_predicates),
     )
+    return VisionClient(client, config.model, options, policy=policy, secret=key if isinstance(key, str) else None)
 
 
 def _estimate(
@@ -138,10 +172,12 @@ def _estimate(
 ) -> dict[str, Any]:
     """The dry run's estimate for ``jobs`` (and the first job's overlay and prompt, for inspection)."""
     prompt_tokens = 0
+    system = config.system_message.strip()
     for job in jobs:
-        size = overlay_size(*job.size)
-        prompt_tokens += request_tokens(fill_prompt(template, job.tags), size[0], size[1], config.detail, config.model)
-    usage = Usage(prompt_tokens, ASSUMED_OUTPUT_TOKENS * len(jobs))
+        width, height = overlay_size(*job.size)
+        prompt = fill_prompt(template, job.tags)
+        prompt_tokens += request_tokens(prompt, width, height, config.detail, config.model, system)
+    usage = Usage(prompt_tokens, min(ASSUMED_OUTPUT_TOKENS, config.max_tokens) * len(jobs))
     estimate: dict[str, Any] = {
         "frames": len(jobs),
         "prompt_tokens": usage.prompt_tokens,
@@ -170,6 +206,7 @@ def _new_summary(config: RelationsConfig, workspace: Path) -> dict[str, Any]:
         "skipped": 0,
         "empty": 0,
         "failed": {},
+        "dropped": {},
         "attempts": 0,
         "usage": Usage().to_json(),
         "cost": None,
@@ -202,8 +239,9 @@ def run_relations(config: RelationsConfig, progress: bool = True, client: Any = 
     Returns:
         A summary: ``workspace`` (str), ``model``, ``dry_run``, ``frames`` (segmented frames in the
         capture), ``selected``, ``done``, ``skipped`` (already answered), ``empty`` (frames without
-        masks, recorded as ok without a request), ``failed`` (``{image name:
-        reason}``), ``attempts`` (requests sent), ``usage`` (``prompt_tokens``, ``completion_tokens``),
+        masks, recorded as ok without a request), ``failed`` (``{image name: reason}``), ``dropped``
+        (``{image name: number of entries dropped from its answer}``, clean answers left out),
+        ``attempts`` (requests sent), ``usage`` (``prompt_tokens``, ``completion_tokens``),
         ``cost`` (USD, ``None`` when the model's prices are unknown), ``response_mode`` (how the JSON
         format was requested in the end), ``estimate`` (dry run only: ``frames``, ``prompt_tokens``,
         ``completion_tokens``, ``cost``, ``prompt``, ``overlay``) and ``seconds``.
@@ -211,12 +249,13 @@ def run_relations(config: RelationsConfig, progress: bool = True, client: Any = 
     Raises:
         UserError: bad options, no masks (run ``relationfield masks`` first), no API key for the
             OpenAI API, or the server refused the requests (bad key, unknown model).
+        RelationsFailed: no frame asked about got an answer (its ``summary`` is the summary).
     """
     start = time.perf_counter()
     validate_config(config)
     data_dir = Path(config.data)
     workspace = Path(config.workspace) if config.workspace is not None else default_workspace(data_dir)
-    template = load_prompt(config.prompt)
+    template = load_prompt(config.prompt, config.viewpoint_predicates)
     summary = _new_summary(config, workspace)
     planned = plan_jobs(data_dir, workspace, config.max_frames, config.redo, summary)
     jobs = [job for job in planned if job.tags]
@@ -229,4 +268,14 @@ def run_relations(config: RelationsConfig, progress: bool = True, client: Any = 
             run = RequestRun(data_dir, workspace, template, vision, summary, config.image_format, config.concurrency)
             _ask(run, config, jobs, progress)
     summary["seconds"] = round(time.perf_counter() - start, 3)
+    if _nothing_answered(summary, asked=len(jobs)):
+        raise RelationsFailed(summary)
     return summary
+
+
+def _nothing_answered(summary: dict[str, Any], asked: int) -> bool:
+    """Whether the run failed as a whole: every frame it asked about failed, or (asking about none)
+    every selected frame failed before a request and none was answered before."""
+    if summary["dry_run"] or not summary["failed"] or summary["done"]:
+        return False
+    return asked > 0 or not (summary["skipped"] or summary["empty"])

@@ -3,7 +3,9 @@
 429, 408, 409, 5xx, timeouts and connection errors are retried after :meth:`RetryPolicy.delay`
 (``Retry-After`` / ``retry-after-ms`` is honoured when the server sends it); invalid replies are retried
 at once. Transport failures and invalid replies share one budget: a frame gets at most ``retries + 1``
-failed attempts.
+failed attempts. A reply cut off by the output-token limit is not counted in it: it is asked once more
+with twice the limit, and fails the frame when cut off again
+(:class:`~relationfield.preprocess.vision_client.VisionClient`).
 """
 
 from __future__ import annotations
