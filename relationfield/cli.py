@@ -18,6 +18,7 @@ import tyro
 
 from relationfield.commands.data import LabelGt, Synth
 from relationfield.commands.demo import Demo
+from relationfield.commands.doctor import Doctor
 from relationfield.commands.evaluate import Eval
 from relationfield.commands.export import ExportTarget
 from relationfield.commands.query import Query
@@ -63,6 +64,7 @@ SUBCOMMANDS: dict[str, object] = {
     "export": ExportTarget,
     "eval": Eval,
     "query": Query,
+    "doctor": Doctor,
 }
 
 
