@@ -80,7 +80,8 @@ class EmbedConfig:
     """The nerfstudio capture (the directory holding transforms.json)."""
     text_encoder: str = JINA_TEXT_ENCODER
     """Text encoder of the predicates (and of object names with --semantic-source text): jinaai/jina-embeddings-v3,
-    all-MiniLM-L6-v2 (offline), or any sentence-transformers model name or local path."""
+    all-MiniLM-L6-v2 (offline), or any sentence-transformers model name or local path; NAME@REVISION loads a
+    Hub model at that commit (jina defaults to a pinned one)."""
     clip_model: str = DEFAULT_CLIP_MODEL
     """open_clip architecture of the mask embeddings (open_clip.list_models(), e.g. ViT-B-16, ViT-L-14;
     relationfield-tiny with --clip-pretrained none for smoke tests)."""
