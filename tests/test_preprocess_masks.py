@@ -16,9 +16,16 @@ from preprocess_stubs import GroundTruthMaskGenerator
 
 from relationfield.errors import UserError
 from relationfield.labels.format import file_sha256
+from relationfield.preprocess import sam as sam_module
 from relationfield.preprocess.mask_filter import filter_masks
-from relationfield.preprocess.masks import MasksConfig, run_masks, summary_text
-from relationfield.preprocess.sam import SAM_CHECKPOINT_URLS, MaskGenerator, SamMaskGenerator, load_sam
+from relationfield.preprocess.masks import MasksConfig, run_masks, scaled_size, summary_text, upscale_mask
+from relationfield.preprocess.sam import (
+    SAM_CHECKPOINT_URLS,
+    MaskGenerator,
+    SamMaskGenerator,
+    lean_attention,
+    load_sam,
+)
 from relationfield.preprocess.workspace import masks_path
 
 MASK_KEYS = {"name", "image_hash", "segments", "scores"}
@@ -285,7 +292,16 @@ def test_no_frame_segmented_is_an_error(capture):
 
 
 def test_bad_options_are_user_errors(capture):
-    for options in ({"max_masks": 0}, {"stride": 0}, {"max_frames": 0}, {"points_per_side": 0}):
+    bad = (
+        {"max_masks": 0},
+        {"stride": 0},
+        {"max_frames": 0},
+        {"points_per_side": 0},
+        {"max_image_side": -1},
+        {"points_per_batch": 0},
+        {"crop_n_layers": -1},
+    )
+    for options in bad:
         with pytest.raises(UserError):
             run_masks(MasksConfig(data=capture, **options), generator=GroundTruthMaskGenerator(capture), progress=False)
     with pytest.raises(UserError, match="transforms.json"):
@@ -408,3 +424,198 @@ def test_corrupt_masks_files_are_redone(capture):
     assert (summary["segmented"], summary["skipped"], stub.calls) == (2, 2, names[:2])
     for name in names[:2]:
         check_contract(masks_path(workspace, name), capture, name)
+
+
+# --------------------------------------------------------------------------- memory: downscaled frames, SAM options
+
+
+def single_frame_capture(root: Path, width: int, height: int) -> Path:
+    """A one-frame capture whose image is ``width`` x ``height`` (two flat rectangles on grey)."""
+    (root / "images").mkdir(parents=True)
+    pixels = np.full((height, width, 3), 120, dtype=np.uint8)
+    pixels[height // 4 : height // 2, width // 4 : width // 2] = (200, 30, 30)
+    pixels[height // 2 :, width // 2 :] = (20, 40, 220)
+    Image.fromarray(pixels).save(root / "images" / "frame_00000.png")
+    frames = [{"file_path": "images/frame_00000.png", "transform_matrix": np.eye(4).tolist()}]
+    (root / "transforms.json").write_text(json.dumps({"w": width, "h": height, "frames": frames}))
+    return root
+
+
+class BoxGenerator:
+    """Answers every image with fixed boxes given as fractions of the image it receives, and records
+    the images it was given."""
+
+    def __init__(self, boxes: list[tuple[float, float, float, float]]) -> None:
+        self.boxes = boxes
+        self.images: list[np.ndarray] = []
+
+    def pixel_boxes(self, shape: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+        height, width = shape
+        return [
+            (round(r0 * height), round(r1 * height), round(c0 * width), round(c1 * width))
+            for r0, r1, c0, c1 in self.boxes
+        ]
+
+    def generate(self, image: np.ndarray, name: str) -> list[dict]:
+        self.images.append(image)
+        return [record(box(image.shape[:2], *edges)) for edges in self.pixel_boxes(image.shape[:2])]
+
+
+def test_scaled_size_keeps_the_aspect_and_leaves_small_frames_alone():
+    assert scaled_size(2160, 3840, 1280) == (720, 1280)
+    assert scaled_size(1080, 1920, 1280) == (720, 1280)
+    assert scaled_size(3840, 2160, 1280) == (1280, 720)  # portrait
+    assert scaled_size(3000, 4000, 1280) == (960, 1280)
+    assert scaled_size(4000, 1, 1000) == (1000, 1)  # the short side never vanishes
+    assert scaled_size(48, 64, 1280) == (48, 64) and scaled_size(1280, 720, 1280) == (1280, 720)
+    assert scaled_size(2160, 3840, 0) == (2160, 3840)  # 0: full resolution
+
+
+def test_upscale_mask_stays_within_a_source_pixel_of_nearest_neighbour():
+    rng = np.random.default_rng(0)
+    mask = rng.random((30, 40)) > 0.5
+    np.testing.assert_array_equal(upscale_mask(mask, (60, 80)), mask.repeat(2, 0).repeat(2, 1))  # factor 2: exact
+    big = upscale_mask(box((30, 40), 5, 20, 8, 30), (90, 120))
+    assert big.dtype == bool and big.shape == (90, 120)
+    assert big[15 + 1 : 60 - 1, 24 + 1 : 90 - 1].all()  # the box's inside, 3x
+    outside = ~box((90, 120), 15 - 1, 60 + 1, 24 - 1, 90 + 1)
+    assert not big[outside].any()
+    np.testing.assert_array_equal(upscale_mask(mask, (30, 40)), mask)  # same size: unchanged
+
+
+def test_a_large_frame_is_downscaled_for_the_generator_and_its_masks_come_back_at_full_size(tmp_path):
+    capture_dir = single_frame_capture(tmp_path / "capture", 3840, 2160)
+    name = "images/frame_00000.png"
+    # a large box and a small one inside it (the smaller wins where they overlap), in fractions of the image
+    stub = BoxGenerator([(0.1, 0.7, 0.1, 0.6), (0.2, 0.3, 0.2, 0.3)])
+    summary = run_masks(MasksConfig(data=capture_dir), generator=stub, progress=False)  # default --max-image-side
+    assert summary["segmented"] == 1 and summary["masks"] == 2
+    (seen,) = stub.images
+    assert seen.shape == (720, 1280, 3) and seen.dtype == np.uint8  # long side: max_image_side
+    # the generator got the (antialiased) downscaled frame: the red rectangle is where it was
+    np.testing.assert_array_equal(seen[200, 400], (200, 30, 30))
+    np.testing.assert_array_equal(seen[500, 1000], (20, 40, 220))
+
+    arrays = check_contract(masks_path(capture_dir / "relationfield_work", name), capture_dir, name)
+    segments = arrays["segments"]
+    assert segments.shape == (2160, 3840)  # the label resolution is the image's, as before
+    (r0, r1, c0, c1), (s0, s1, t0, t1) = stub.pixel_boxes((2160, 3840))
+    margin = 3  # one pixel of the 3x smaller image
+    assert (segments[r0 + margin : r1 - margin, c0 + margin : c1 - margin] != 0).all()
+    assert (segments[s0 + margin : s1 - margin, t0 + margin : t1 - margin] == 2).all()  # the small box is mask 2
+    assert (segments[r0 + margin : s0 - margin, c0 + margin : c1 - margin] == 1).all()  # the large one outside it
+    outside = ~box(segments.shape, r0 - margin, r1 + margin, c0 - margin, c1 + margin)
+    assert not segments[outside].any()
+    area = (r1 - r0) * (c1 - c0) - (s1 - s0) * (t1 - t0)
+    assert abs(int((segments == 1).sum()) - area) < 2 * margin * ((r1 - r0) + (c1 - c0))
+
+
+def test_max_image_side_zero_and_small_frames_reach_the_generator_unchanged(tmp_path):
+    capture_dir = single_frame_capture(tmp_path / "capture", 1500, 900)
+    stub = BoxGenerator([(0.1, 0.5, 0.1, 0.5)])
+    run_masks(MasksConfig(data=capture_dir, max_image_side=0), generator=stub, progress=False)
+    run_masks(MasksConfig(data=capture_dir, max_image_side=1500, overwrite=True), generator=stub, progress=False)
+    run_masks(MasksConfig(data=capture_dir, max_image_side=500, overwrite=True), generator=stub, progress=False)
+    assert [image.shape[:2] for image in stub.images] == [(900, 1500), (900, 1500), (300, 500)]
+    original = np.asarray(Image.open(capture_dir / "images" / "frame_00000.png"))
+    np.testing.assert_array_equal(stub.images[0], original)
+
+
+def test_masks_of_the_wrong_size_are_an_error(tmp_path):
+    """A generator must answer with masks of the image it was given, not of the full frame."""
+    capture_dir = single_frame_capture(tmp_path / "capture", 800, 400)
+
+    class FullSize(BoxGenerator):
+        def generate(self, image, name):
+            return [record(box((400, 800), 10, 200, 10, 300))]
+
+    with pytest.raises(ValueError, match="masks of size"):
+        run_masks(MasksConfig(data=capture_dir, max_image_side=400), generator=FullSize([]), progress=False)
+
+
+class SpyAutomaticMaskGenerator:
+    """Stands in for segment_anything.SamAutomaticMaskGenerator, recording its arguments and building
+    the real one."""
+
+    calls: list[dict] = []
+
+    def __new__(cls, model, **kwargs):
+        from segment_anything.automatic_mask_generator import SamAutomaticMaskGenerator
+
+        cls.calls.append(kwargs)
+        return SamAutomaticMaskGenerator(model, **kwargs)
+
+
+def test_sam_options_reach_the_automatic_mask_generator(capture, tmp_path, tiny_registry, monkeypatch):
+    import segment_anything
+
+    SpyAutomaticMaskGenerator.calls = []
+    monkeypatch.setattr(segment_anything, "SamAutomaticMaskGenerator", SpyAutomaticMaskGenerator)
+    path = tmp_path / "sam_vit_b.pth"
+    torch.save(tiny_sam(seed=1).state_dict(), path)
+    options = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "max_frames": 1}
+    config = MasksConfig(data=capture, sam_checkpoint=path, model_type="vit_b", device="cpu", **options)
+    run_masks(MasksConfig(**{**vars(config), "points_per_batch": 5, "crop_n_layers": 1}), progress=False)
+    run_masks(MasksConfig(**{**vars(config), "workspace": tmp_path / "defaults"}), progress=False)
+    (chosen, defaults) = SpyAutomaticMaskGenerator.calls
+    assert (chosen["points_per_batch"], chosen["crop_n_layers"], chosen["points_per_side"]) == (5, 1, 4)
+    assert (defaults["points_per_batch"], defaults["crop_n_layers"]) == (16, 0)  # the memory-safe defaults
+    name = frame_names(capture)[0]
+    check_contract(masks_path(capture / "relationfield_work", name), capture, name)  # the crops run for real
+
+
+def test_sam_segments_a_downscaled_frame_end_to_end(tmp_path):
+    """SAM's real code path on a frame larger than --max-image-side: SAM sees the small image, the
+    masks file has the frame's size."""
+    capture_dir = single_frame_capture(tmp_path / "capture", 300, 180)
+    sam = SamMaskGenerator(tiny_sam(), points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    seen: list[tuple[int, ...]] = []
+
+    class Recording:
+        def generate(self, image, name):
+            seen.append(image.shape)
+            records = sam.generate(image, name)
+            assert all(r["segmentation"].shape == image.shape[:2] for r in records)
+            return records
+
+    summary = run_masks(MasksConfig(data=capture_dir, max_image_side=100), generator=Recording(), progress=False)
+    assert summary["segmented"] == 1 and seen == [(60, 100, 3)]
+    name = "images/frame_00000.png"
+    check_contract(masks_path(capture_dir / "relationfield_work", name), capture_dir, name)
+
+
+def test_lean_attention_computes_the_same_image_embedding(monkeypatch):
+    monkeypatch.setattr(sam_module, "ATTENTION_CHUNK_BYTES", 1)  # one head at a time
+    plain, lean = tiny_sam(seed=3), tiny_sam(seed=3)
+    with torch.no_grad():  # SAM initialises the relative positions to zero: make them count
+        for block in plain.image_encoder.blocks:
+            block.attn.rel_pos_h.normal_()
+            block.attn.rel_pos_w.normal_()
+    lean.load_state_dict(plain.state_dict())
+    lean_attention(lean)
+    SamMaskGenerator(lean)  # the generator applies it too; applying it twice changes nothing
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected, got = plain.image_encoder(images), lean.image_encoder(images)
+    assert lean.image_encoder.blocks[0].attn.forward.__func__ is sam_module._chunked_attention
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_load_sam_builds_no_random_copy_and_returns_float32(tmp_path, tiny_registry, monkeypatch):
+    path = tmp_path / "half.pth"
+    torch.save(tiny_sam(seed=0).half().state_dict(), path)
+    loaded = load_sam(path, "vit_b", device="cpu")
+    tensors = [*loaded.parameters(), *loaded.buffers()]
+    assert not any(t.is_meta for t in tensors) and all(t.dtype == torch.float32 for t in tensors)
+
+    from segment_anything import sam_model_registry
+
+    def with_scratch_buffer(checkpoint=None):  # a buffer the checkpoint cannot fill
+        model = tiny_sam(seed=1)
+        model.register_buffer("scratch", torch.zeros(3), persistent=False)
+        return model
+
+    monkeypatch.setitem(sam_model_registry, "vit_b", with_scratch_buffer)
+    torch.save(tiny_sam(seed=0).state_dict(), path)
+    with pytest.raises(UserError, match="leaves part"):
+        load_sam(path, "vit_b", device="cpu")

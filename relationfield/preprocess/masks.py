@@ -6,7 +6,15 @@ keeps the best non-duplicate masks (:func:`~relationfield.preprocess.mask_filter
 rasterises them into one segment map (smaller masks win where masks overlap) and writes the file
 described in :mod:`relationfield.preprocess.workspace`. Frames whose masks file already records the image's
 current hash are skipped, so an interrupted run resumes where it stopped and a changed image is
-segmented again.
+segmented again (only the image's hash is recorded: changing an option does not redo a frame, pass
+``overwrite`` for that).
+
+SAM upsamples the candidate masks of every batch of prompts to the size of the image it is given (as
+float32: about 1.6 GB per batch of 16 prompts for a 3840x2160 frame), while its image encoder only
+sees the image at 1024 px on its long side. So a frame whose long side exceeds ``max_image_side`` is
+downscaled (antialiased) before SAM, its masks are filtered at that size, and the kept ones are scaled
+back up (bilinear, thresholded at one half) to the frame's own size: the segment map always has the
+size of the image, whatever the options.
 
 Typical use::
 
@@ -22,6 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from PIL import Image
+
 from relationfield.errors import UserError
 from relationfield.images import load_rgb
 from relationfield.labels.format import MAX_MASKS_PER_FRAME, file_sha256, normalize_frame_name, save_npz_atomic
@@ -30,6 +41,7 @@ from relationfield.preprocess.mask_filter import filter_masks, masks_arrays
 from relationfield.preprocess.sam import (
     SAM_CHECKPOINT_URLS,
     MaskGenerator,
+    MaskRecord,
     SamMaskGenerator,
     SamModelType,
     missing_checkpoint_message,
@@ -66,7 +78,13 @@ class MasksConfig:
     stability_score_thresh: float = 0.95
     """SAM drops masks whose stability score is below this."""
     min_mask_region_area: int = 0
-    """SAM removes holes and islands smaller than this many pixels (0: off)."""
+    """SAM removes holes and islands smaller than this many pixels of the image it sees (0: off)."""
+    max_image_side: int = 1280
+    """Frames with a longer side are downscaled to it for SAM, masks scaled back up (0: full resolution)."""
+    points_per_batch: int = 16
+    """Prompts SAM runs at once; each takes 12 bytes per pixel of the image SAM sees (memory vs. speed)."""
+    crop_n_layers: int = 0
+    """SAM also segments 4**i overlapping crops for each layer i up to this (small objects; 0: off)."""
     min_area_fraction: float = 0.001
     """Masks smaller than this fraction of the image are dropped."""
     duplicate_iou: float = 0.85
@@ -95,6 +113,9 @@ def validate_config(config: MasksConfig) -> None:
         (0.0 <= config.pred_iou_thresh <= 1.0, "--pred-iou-thresh must be in [0, 1]"),
         (0.0 <= config.stability_score_thresh <= 1.0, "--stability-score-thresh must be in [0, 1]"),
         (config.min_mask_region_area >= 0, "--min-mask-region-area must be >= 0"),
+        (config.max_image_side >= 0, "--max-image-side must be >= 0 (0: full resolution)"),
+        (config.points_per_batch >= 1, "--points-per-batch must be >= 1"),
+        (config.crop_n_layers >= 0, "--crop-n-layers must be >= 0"),
         (0.0 <= config.min_area_fraction < 1.0, "--min-area-fraction must be in [0, 1)"),
         (0.0 < config.duplicate_iou <= 1.0, "--duplicate-iou must be in (0, 1]"),
         (config.stride >= 1, "--stride must be >= 1"),
@@ -124,6 +145,8 @@ def build_generator(config: MasksConfig) -> SamMaskGenerator:
         pred_iou_thresh=config.pred_iou_thresh,
         stability_score_thresh=config.stability_score_thresh,
         min_mask_region_area=config.min_mask_region_area,
+        points_per_batch=config.points_per_batch,
+        crop_n_layers=config.crop_n_layers,
     )
 
 
@@ -242,19 +265,75 @@ def _segment_frame(
     image_hash: str,
     summary: dict[str, Any],
 ) -> None:
-    """Segment one frame and write its masks file; an unreadable image is recorded as failed."""
+    """Segment one frame (at most ``config.max_image_side`` px on its long side) and write its masks
+    file at the image's own size; an unreadable image is recorded as failed."""
     try:
         image = load_rgb(data_dir / name)
     except (OSError, ValueError) as error:  # PIL's UnidentifiedImageError is an OSError
         summary["failed"][name] = f"cannot read image: {error}"
         return
+    shape = (int(image.shape[0]), int(image.shape[1]))
+    seen = downscale_image(image, config.max_image_side)
+    del image  # only its size is needed from here on (the generator gets the downscaled copy)
     records = filter_masks(
-        generator.generate(image, name), config.max_masks, config.min_area_fraction, config.duplicate_iou
+        generator.generate(seen, name), config.max_masks, config.min_area_fraction, config.duplicate_iou
     )
-    arrays = masks_arrays(name, image_hash, records, image.shape[:2])
+    seen_shape = (int(seen.shape[0]), int(seen.shape[1]))
+    del seen
+    upscaled = [upscale_record(record, seen_shape, shape) for record in records]
+    arrays = masks_arrays(name, image_hash, upscaled, shape)
     save_npz_atomic(masks_path(workspace, name), arrays)
     summary["segmented"] += 1
     summary["masks"] += int(len(arrays["scores"]))
+
+
+def scaled_size(height: int, width: int, max_side: int) -> tuple[int, int]:
+    """``(height, width)`` scaled so that the long side is ``max_side`` (unchanged when it is not longer,
+    or when ``max_side`` is 0); the short side is rounded and at least 1."""
+    long_side = max(height, width)
+    if max_side <= 0 or long_side <= max_side:
+        return height, width
+    scale = max_side / long_side
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def downscale_image(image: np.ndarray, max_side: int) -> np.ndarray:
+    """``image`` (``uint8 [H, W, 3]``) resized with PIL's antialiased bilinear filter to
+    :func:`scaled_size` (the same array when it is small enough)."""
+    height, width = scaled_size(int(image.shape[0]), int(image.shape[1]), max_side)
+    if (height, width) == image.shape[:2]:
+        return image
+    resized = Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.uint8)
+
+
+def upscale_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A boolean mask resized to ``shape`` (``(height, width)``): bilinear, thresholded at one half, so
+    edges stay within a source pixel of nearest-neighbour upsampling but are smoothed (corners round)."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape == tuple(shape):
+        return mask
+    if mask.ndim != 2:
+        raise ValueError(f"a mask's segmentation must be a 2D array, got shape {mask.shape}")
+    resized = Image.fromarray(mask.astype(np.uint8) * 255).resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
+    return np.asarray(resized) >= 128
+
+
+def upscale_record(record: MaskRecord, seen: tuple[int, int], shape: tuple[int, int]) -> MaskRecord:
+    """``record``, a mask of the ``seen``-sized image the generator was given, with its ``segmentation``
+    resized to ``shape`` (:func:`upscale_mask`) and its ``area`` recounted (the same record when the
+    sizes agree; other geometry keys such as SAM's ``bbox`` stay in the generator's coordinates).
+
+    Raises:
+        ValueError: the mask does not have the size ``seen``.
+    """
+    mask = np.asarray(record["segmentation"])
+    if mask.shape != tuple(seen):
+        raise ValueError(f"the mask generator returned masks of size {mask.shape} for a {tuple(seen)} image")
+    if tuple(seen) == tuple(shape):
+        return record
+    resized = upscale_mask(mask, shape)
+    return {**record, "segmentation": resized, "area": int(np.count_nonzero(resized))}
 
 
 def summary_text(summary: Mapping[str, Any]) -> str:
