@@ -17,6 +17,7 @@ from PIL import Image
 
 from relationfield.errors import UserError
 from relationfield.synth import LAYOUTS, SynthSummary, generate_capture
+from relationfield.vocab import OBJECT_VOCAB
 
 FRAMES, WIDTH, HEIGHT = 24, 96, 72
 REQUIRED_PREDICATES = {
@@ -39,8 +40,7 @@ STRUCTURAL = {"floor", "wall", "ceiling"}
 
 
 def _vocabulary() -> set[str]:
-    path = Path(__file__).resolve().parents[1] / "configs" / "3dssg_objects.txt"
-    return {line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
+    return {line.strip() for line in OBJECT_VOCAB.read_text(encoding="utf-8").splitlines() if line.strip()}
 
 
 def _graph(capture: Path) -> dict[str, Any]:

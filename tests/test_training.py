@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -169,7 +170,18 @@ def test_resume_keeps_the_label_store(trained_run):
 
 @pytest.mark.slow
 def test_stock_nerfacto_trains_on_a_synth_capture(synth_capture, tmp_path):
-    """The synth contract is plain nerfstudio data, and with the plugin installed nerfacto starts offline."""
+    """The synth contract is plain nerfstudio data: stock nerfacto trains on it, with the plugin installed.
+
+    nerfacto's LPIPS needs AlexNet's weights, and the plugin no longer hides their absence from other methods,
+    so the test puts a randomly initialised AlexNet where torchvision caches the real one (no download)."""
+    import torch
+    import torchvision
+
+    from relationfield.compat import ALEXNET_WEIGHTS
+
+    torch_home = tmp_path / "torch_home"
+    (torch_home / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(torchvision.models.alexnet().state_dict(), torch_home / "hub" / "checkpoints" / ALEXNET_WEIGHTS)
     ns_train = Path(sys.executable).with_name("ns-train")
     command = [
         str(ns_train),
@@ -188,6 +200,7 @@ def test_stock_nerfacto_trains_on_a_synth_capture(synth_capture, tmp_path):
         "--data",
         str(synth_capture),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "TORCH_HOME": str(torch_home)}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert list(tmp_path.glob("*/nerfacto/*/nerfstudio_models/step-*.ckpt"))
