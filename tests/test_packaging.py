@@ -15,6 +15,7 @@ SHIPPED = [
     "relationfield/configs/3dssg_objects.txt",
     "relationfield/configs/3dssg_predicates.txt",
     "relationfield/configs/prompts/set_of_mark.txt",
+    "relationfield/configs/paraphrases.json",
     "relationfield/py.typed",
 ]
 

@@ -7,6 +7,9 @@
 * :mod:`relationfield.labels.frames` - reading one frame file and the predicate table
 * :mod:`relationfield.labels.store` - :class:`LabelStore`, the store as training tensors
 * :mod:`relationfield.labels.gt_labeler` - :func:`label_from_ground_truth` for synthetic captures
+* :mod:`relationfield.labels.realism` - :class:`RealismConfig`, how far those labels fall short of perfect
+  (with :mod:`~relationfield.labels.realism_masks`, :mod:`~relationfield.labels.realism_relations`,
+  :mod:`~relationfield.labels.wording` and :mod:`~relationfield.labels.realistic_labeler`)
 """
 
 from relationfield.labels.format import (

@@ -11,7 +11,9 @@ Every object visible in a frame (at least :data:`MIN_MASK_PIXELS` pixels) become
 embedding is the text embedding of its label; a ground-truth relation is labelled in every frame
 that shows both its objects, with all its predicates. Optional seeded noise replaces a relation's
 predicates with a wrong one (``relation_noise``) or drops it from a frame (``drop_rate``), to test
-how training copes with imperfect labels.
+how training copes with imperfect labels. ``realism`` (``--realism typical|hard``, or any rates of
+:class:`~relationfield.labels.realism.RealismConfig`) labels the frames as real preprocessing would instead
+(:mod:`relationfield.labels.realistic_labeler`); ``none`` writes the perfect labels above.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import numpy as np
 from relationfield.encoders import OFFLINE_TEXT_ENCODER, TextEncoder, load_text_encoder
 from relationfield.errors import UserError
 from relationfield.labels.format import default_labels_dir, normalize_frame_name
+from relationfield.labels.realism import RealismConfig, realism_config
+from relationfield.labels.realistic_labeler import RealisticLabeler
 from relationfield.labels.writer import LabelWriter
 from relationfield.progress import new_progress
 from relationfield.vocab import NONE_PREDICATE
@@ -197,6 +201,7 @@ def label_from_ground_truth(
     relation_noise: float = 0.0,
     drop_rate: float = 0.0,
     seed: int = 0,
+    realism: str | RealismConfig = "none",
     progress: bool = True,
 ) -> Path:
     """Write a label store for a synthetic capture from its ground truth.
@@ -209,6 +214,8 @@ def label_from_ground_truth(
             its true ones (per frame).
         drop_rate: probability that a relation is left out of a frame.
         seed: seed of the noise (the same seed gives the same labels).
+        realism: a ``--realism`` level (``none``, ``typical``, ``hard``) or the rates of the realistic
+            label model; ``none`` (all rates 0) gives the perfect labels.
         progress: show a progress bar.
 
     Returns:
@@ -219,19 +226,16 @@ def label_from_ground_truth(
     """
     data_dir = Path(data_dir)
     check_label_gt_options(relation_noise, drop_rate, seed)
+    rates = realism_config(realism) if isinstance(realism, str) else realism
+    rates.check()
     names = read_frame_names(data_dir)
     truth = read_ground_truth(data_dir)
     instance_paths = _instance_paths(data_dir, names)
     encoder = load_text_encoder(text_encoder)
-    options: dict[str, Any] = {
-        "text_encoder": encoder.name,
-        "relation_noise": float(relation_noise),
-        "drop_rate": float(drop_rate),
-        "seed": int(seed),
-        "min_mask_pixels": MIN_MASK_PIXELS,
-    }
+    options = _recorded_options(encoder, relation_noise, drop_rate, int(seed), realism, rates)
     labels_dir = Path(labels_dir) if labels_dir is not None else default_labels_dir(data_dir)
-    labeler = _FrameLabeler.start(labels_dir, truth, encoder, options, relation_noise, drop_rate, int(seed))
+    writer = _new_writer(labels_dir, encoder, options)
+    labeler = _start_labeler(writer, truth, encoder, rates, relation_noise, drop_rate, int(seed))
     with new_progress(progress, transient=True) as bar:
         task = bar.add_task("Labelling frames from ground truth", total=len(names))
         for index, (name, instance_path) in enumerate(zip(names, instance_paths)):
@@ -239,12 +243,71 @@ def label_from_ground_truth(
             _check_size(data_dir / name, instance_path, instance_map.shape)
             labeler.label(index, name, instance_map)
             bar.advance(task)
+    if isinstance(labeler, RealisticLabeler):
+        labeler.write(writer, encoder)
     if labeler.unknown_ids:
         logger.warning(
             "Instance maps contain object ids that the scene graph does not list (left unlabelled): %s",
             sorted(labeler.unknown_ids)[:20],
         )
-    return labeler.writer.finalize(data_dir, names)
+    return writer.finalize(data_dir, names)
+
+
+def _recorded_options(
+    encoder: TextEncoder,
+    relation_noise: float,
+    drop_rate: float,
+    seed: int,
+    realism: str | RealismConfig,
+    rates: RealismConfig,
+) -> dict[str, Any]:
+    """The options the manifest records (the realistic model's rates only when they are not clean)."""
+    options: dict[str, Any] = {
+        "text_encoder": encoder.name,
+        "relation_noise": float(relation_noise),
+        "drop_rate": float(drop_rate),
+        "seed": seed,
+        "min_mask_pixels": MIN_MASK_PIXELS,
+    }
+    if not rates.is_clean:
+        options["realism"] = {"level": realism if isinstance(realism, str) else "custom", **rates.options()}
+    return options
+
+
+def _new_writer(labels_dir: Path, encoder: TextEncoder, options: dict[str, Any]) -> LabelWriter:
+    """The writer of ``label-gt``'s store: text embeddings for masks and relations alike."""
+    return LabelWriter(
+        labels_dir,
+        semantic_encoder=encoder.name,
+        semantic_dim=encoder.dim,
+        relation_encoder=encoder.name,
+        relation_dim=encoder.dim,
+        producer="label-gt",
+        options=options,
+    )
+
+
+def _start_labeler(
+    writer: LabelWriter,
+    truth: GroundTruth,
+    encoder: TextEncoder,
+    rates: RealismConfig,
+    relation_noise: float,
+    drop_rate: float,
+    seed: int,
+) -> _FrameLabeler | RealisticLabeler:
+    """The perfect labeler for clean rates, else the realistic one."""
+    if rates.is_clean:
+        return _FrameLabeler.start(writer, truth, encoder, relation_noise, drop_rate, seed)
+    return RealisticLabeler.start(
+        truth.labels,
+        truth.relations,
+        rates,
+        seed,
+        min_mask_pixels=MIN_MASK_PIXELS,
+        relation_noise=relation_noise,
+        drop_rate=drop_rate,
+    )
 
 
 def _instance_paths(data_dir: Path, names: list[str]) -> list[Path]:
@@ -283,28 +346,18 @@ class _FrameLabeler:
     @classmethod
     def start(
         cls,
-        labels_dir: Path,
+        writer: LabelWriter,
         truth: GroundTruth,
         encoder: TextEncoder,
-        options: dict[str, Any],
         relation_noise: float,
         drop_rate: float,
         seed: int,
     ) -> _FrameLabeler:
-        """Embed the scene graph's texts, open the writer and set its predicate table."""
+        """Embed the scene graph's texts and set the writer's predicate table."""
         predicates = truth.predicates
         object_texts = sorted({truth.labels[i] for i in sorted(truth.labels)})
         texts = list(dict.fromkeys([*object_texts, *predicates, NONE_PREDICATE]))
         table = encoder.encode_table(texts)
-        writer = LabelWriter(
-            labels_dir,
-            semantic_encoder=encoder.name,
-            semantic_dim=encoder.dim,
-            relation_encoder=encoder.name,
-            relation_dim=encoder.dim,
-            producer="label-gt",
-            options=options,
-        )
         writer.set_predicate_table(predicates, table)
         return cls(writer, truth, table, encoder.dim, relation_noise, drop_rate, seed)
 
