@@ -105,7 +105,7 @@ def _capture(output: Path, seed: int, frames: int, resolution: tuple, layout: st
     return capture
 
 
-def _labels(capture: Path) -> Path:
+def _labels(capture: Path, realism: str) -> Path:
     from relationfield.labels.format import MANIFEST_FILE, default_labels_dir
     from relationfield.labels.gt_labeler import label_from_ground_truth
 
@@ -113,7 +113,7 @@ def _labels(capture: Path) -> Path:
     if (labels / MANIFEST_FILE).is_file():
         say(f"reusing the label store in {labels}")
         return labels
-    return label_from_ground_truth(capture)
+    return label_from_ground_truth(capture, realism=realism)
 
 
 def _finished_run(runs: Path, steps: int) -> Path | None:
@@ -145,8 +145,10 @@ def run_demo(
     resolution: tuple = (128, 96),
     seed: int = 0,
     layout: str = LAYOUTS[0],
+    realism: str = "none",
 ) -> DemoReport:
-    """Run every stage of the demo into ``output`` and return the report."""
+    """Run every stage of the demo into ``output`` and return the report (``realism``: the labels' level, see
+    :mod:`relationfield.labels.realism`)."""
     from relationfield.evaluation import evaluate_files
     from relationfield.export import export_scene_graph
     from relationfield.extraction.config import ExtractionConfig
@@ -157,12 +159,13 @@ def run_demo(
     if steps < 1:
         raise UserError(f"--steps must be at least 1, got {steps}")
     output = Path(output)
-    _check_settings(
-        output, {"steps": steps, "frames": frames, "resolution": list(resolution), "seed": seed, "layout": layout}
-    )
+    settings = {"steps": steps, "frames": frames, "resolution": list(resolution), "seed": seed, "layout": layout}
+    if realism != "none":  # absent for clean labels, so demo directories made before --realism stay usable
+        settings["realism"] = realism
+    _check_settings(output, settings)
     seconds: dict[str, float] = {}
     capture = _stage("synthetic capture", seconds, lambda: _capture(output, seed, frames, resolution, layout))
-    labels = _stage("ground-truth labels", seconds, lambda: _labels(capture))
+    labels = _stage("ground-truth labels", seconds, lambda: _labels(capture, realism))
     config = _stage("training", seconds, lambda: _train(capture, labels, output / "runs", steps))
 
     def export():

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from relationfield.commands.data import SynthLayout, parse_resolution
+from relationfield.labels.realism import RealismLevel
 from relationfield.synth.layout import LAYOUTS
 
 
@@ -26,6 +27,9 @@ class Demo:
     """Seed of the synthetic scene."""
     layout: SynthLayout = LAYOUTS[0]
     """Room layout family."""
+    realism: RealismLevel = "none"
+    """Labels from the ground truth: perfect (none), or as a real SAM + vision model would give them (typical,
+    hard; see label-gt --realism)."""
     viewer: bool = False
     """Open ns-viewer on the trained run (on 127.0.0.1) when the report is printed."""
 
@@ -39,6 +43,7 @@ class Demo:
             resolution=parse_resolution(self.resolution),
             seed=self.seed,
             layout=self.layout,
+            realism=self.realism,
         )
         print(report.to_text())
         if self.viewer:
