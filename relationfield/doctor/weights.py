@@ -14,7 +14,7 @@ from relationfield.compat import ALEXNET_WEIGHTS, lpips_weights_cached
 from relationfield.doctor.report import Check
 from relationfield.doctor.system import first_line, importable
 from relationfield.encoders.clip_weights import (
-    _cached_checkpoint,  # the lookup `embed` does, so that both agree on what is cached
+    cached_checkpoint,  # the lookup `embed` does, so that both agree on what is cached
     clip_download_hint,
     is_random_init,
     looks_like_path,
@@ -108,7 +108,7 @@ def clip_check(arch: str, pretrained: str) -> Check:
     if not cfg:
         detail = f"open_clip knows no weights {pretrained!r} for {arch!r}"
         return Check("weights", key, "missing", detail, f"open_clip.list_pretrained_tags_by_model('{arch}')", name=name)
-    cached = _cached_checkpoint(cfg)
+    cached = cached_checkpoint(cfg)
     if cached:
         return Check("weights", key, "ok", f"cached: {cached}", name=name)
     where = hub_cache_dir() if cfg.get("hf_hub") else str(Path("~/.cache/clip").expanduser())

@@ -75,13 +75,13 @@ def clip_weights(arch: str, pretrained: str) -> tuple[str | None, dict[str, Any]
             f"open_clip has no pretrained weights {pretrained!r} for {arch!r} (its tags: {tags}); "
             f"or pass a checkpoint file, or '{CLIP_RANDOM_INIT}'."
         )
-    cached = _cached_checkpoint(cfg)
+    cached = cached_checkpoint(cfg)
     if cached is not None:
         return cached, cfg
     return _download_checkpoint(open_clip, arch, pretrained, cfg), cfg
 
 
-def _cached_checkpoint(cfg: dict[str, Any]) -> str | None:
+def cached_checkpoint(cfg: dict[str, Any]) -> str | None:
     """The local file of an open_clip pretrained config, if it is cached (no network access)."""
     if cfg.get("file"):
         return str(cfg["file"]) if Path(cfg["file"]).is_file() else None
