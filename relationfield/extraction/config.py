@@ -54,6 +54,9 @@ class ExtractionConfig:
     """Softmax temperature of predicate scores."""
     max_distance: float = 3.0
     """Candidate pairs: nodes whose boxes are at most this far apart (world units, metres for synth)."""
+    converse_weight: float = 0.5
+    """Weight of the reverse link's converse score in a link's score of a converse or symmetric predicate
+    ("A bigger than B" and "B smaller than A"; 0 turns this off)."""
     all_pairs: bool = False
     """Score every ordered pair of nodes instead."""
     subject_samples: int = 48

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from relationfield.extraction.clustering import box_gap
 from relationfield.extraction.config import ExtractionConfig, Progress, no_progress
+from relationfield.extraction.converse import fuse_converses
 from relationfield.extraction.nodes import top_scores
 from relationfield.query import FieldQuery
 from relationfield.scene_graph import SceneLink, SceneNode
@@ -47,7 +48,8 @@ def score_links(
     config: ExtractionConfig,
     progress: Progress = no_progress,
 ) -> list[SceneLink]:
-    """Score the candidate pairs in batches: x on the subject, z on the object, averaged features."""
+    """Score the candidate pairs in batches: x on the subject, z on the object, averaged features; then let
+    converse predicates of the two directions of a pair agree (:mod:`relationfield.extraction.converse`)."""
     texts = [*predicates, NONE_PREDICATE]
     none_index = len(texts) - 1
     members = [torch.from_numpy(np.nonzero(labels == node.id)[0]) for node in nodes]
@@ -55,7 +57,7 @@ def score_links(
     pairs = candidate_pairs(nodes, config)
     head = query.model.relation_head
     normalize = query.model.normalize_positions
-    links: list[SceneLink] = []
+    rows: dict[tuple[int, int], Tensor] = {}
     advance = progress("scoring relations", len(pairs))
     for start in range(0, len(pairs), config.pairs_per_batch):
         batch = pairs[start : start + config.pairs_per_batch]
@@ -69,9 +71,11 @@ def score_links(
         feats = head(x[:, :, None, :].expand(p, m, q, 3), z[:, None, :, :].expand(p, m, q, 3))
         mean = F.normalize(F.normalize(feats, dim=-1).mean(dim=(1, 2)), dim=-1)
         probs = query.predicate_probabilities(mean, texts, config.predicate_temperature).cpu()
-        for (a, b), row in zip(batch, probs):
-            scores = top_scores(row, texts, config.predicate_top_k, always=none_index)
-            best = max(((n, s) for n, s in scores if n != NONE_PREDICATE), key=lambda item: item[1])
-            links.append(SceneLink(nodes[a].id, nodes[b].id, best[0], best[1], scores))
+        rows.update(zip(batch, probs))
         advance(len(batch))
+    links: list[SceneLink] = []
+    for (a, b), row in fuse_converses(rows, texts, config.converse_weight).items():
+        scores = top_scores(row, texts, config.predicate_top_k, always=none_index)
+        best = max(((n, s) for n, s in scores if n != NONE_PREDICATE), key=lambda item: item[1])
+        links.append(SceneLink(nodes[a].id, nodes[b].id, best[0], best[1], scores))
     return links
