@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from relationfield.doctor.report import Check
 from relationfield.encoders.base import hub_offline
+from relationfield.encoders.load_errors import JINA_PIN_COMMAND, installed_version, jina_version_problems
 from relationfield.preprocess.connection import API_KEY_ENV, BASE_URL_ENV
 
 #: Name of the check of the shipped configs.
@@ -60,10 +61,7 @@ METHODS = ("relationfield", "relationfield-lite")
 
 def package_check(package: Package, optional: bool = False) -> Check:
     """The installed version of ``package``, read from its metadata (the package is not imported)."""
-    try:
-        version: str | None = importlib.metadata.version(package.dist)
-    except importlib.metadata.PackageNotFoundError:
-        version = None
+    version = installed_version(package.dist)
     found = importable(package.module)
     if found:
         return Check("packages", package.name, "ok", version or "installed (its metadata has no version)")
@@ -89,8 +87,6 @@ def plugin_check() -> Check:
 
 def jina_versions_check() -> Check:
     """Whether the installed transformers / sentence-transformers / einops can run jina-embeddings-v3's code."""
-    from relationfield.encoders.load_errors import JINA_PIN_COMMAND, jina_version_problems
-
     problems = jina_version_problems()
     if problems:
         return Check("packages", JINA_VERSIONS, "missing", "; ".join(problems), JINA_PIN_COMMAND)
