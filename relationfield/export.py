@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from relationfield.extraction import Extraction, ExtractionConfig, Progress, extract_scene_graph, no_progress
+from relationfield.graph_cache import record_export
 from relationfield.query import FieldQuery
 from relationfield.scene_graph import write_scene_graph
 
@@ -38,4 +39,6 @@ def export_scene_graph(
     """
     extraction = extract_scene_graph(query, objects, predicates, config or ExtractionConfig(), progress, load_config)
     paths = write_scene_graph(extraction.graph, Path(output_dir), extraction.points_world, extraction.point_node)
+    if load_config is not None:
+        record_export(load_config, Path(output_dir))  # queries on this run reuse the export
     return ExportResult(extraction, paths, extraction.seconds)

@@ -28,6 +28,7 @@ from torch import Tensor
 from relationfield import encoders
 from relationfield.compat import allow_nerfstudio_checkpoints
 from relationfield.errors import UserError
+from relationfield.referring import ReferringAnswer, ReferringConfig, ReferringQuery, rank_referring
 from relationfield.vocab import NONE_PREDICATE
 
 OBJECT_NEGATIVES: tuple[str, ...] = ("object", "things", "stuff", "texture")
@@ -36,6 +37,8 @@ RELEVANCY_TEMPERATURE = 0.1
 RELATIONFIELD_METHODS = ("relationfield", "relationfield-lite")
 REFERENCE_SAMPLES = 16
 """Points of an object reference used as relation query positions z (their relation features are averaged)."""
+CANDIDATE_SAMPLES = 256
+"""Points of a candidate at which a referring query's relation relevancy is averaged."""
 HEADS = ("semantic_head", "instance_head", "relation_head", "normalize_positions", "label_spec")
 """What a pipeline's model needs for queries (a RelationField model has them all)."""
 
@@ -92,6 +95,11 @@ class FieldQuery:
     @property
     def device(self) -> torch.device:
         return self.model.device
+
+    def relation_texts(self) -> list[str]:
+        """The relation texts of the run's label store ([] when its data manager has none loaded)."""
+        labels = getattr(getattr(self.pipeline, "datamanager", None), "labels", None)
+        return list(getattr(labels, "predicates", []) or [])
 
     # ----------------------------------------------------------------- text
     def encode(self, texts: Sequence[str], space: str = "semantic") -> Tensor:
@@ -251,3 +259,24 @@ def _mean_relevancy(
     if reference is None:
         return {i: float(query.object_relevancy(points, text).mean()) for i, points in objects.items()}
     return {i: float(query.relation_relevancy(points, reference, text).mean()) for i, points in objects.items()}
+
+
+# ------------------------------------------------------------------ referring queries
+def answer_referring(
+    query: FieldQuery, objects: Mapping[int, Tensor], parsed: ReferringQuery, config: ReferringConfig | None = None
+) -> ReferringAnswer:
+    """Rank ``objects`` (node id -> points, nerfstudio frame) for a referring or object query, by the rule
+    of :mod:`relationfield.referring`, with this run's object and relation relevancies."""
+    subject = _mean_relevancy(query, objects, parsed.subject) if parsed.subject else {}
+    reference: dict[int, float] = {}
+    if parsed.is_referring and parsed.reference_node is None:
+        reference = _mean_relevancy(query, objects, parsed.reference or "")
+    samples: dict[int, Tensor] = {}
+
+    def relation(candidate: int, ref: int) -> float:
+        if ref not in samples:
+            samples[ref] = sample_reference(objects[ref])
+        points = sample_reference(objects[candidate], CANDIDATE_SAMPLES)  # a floor has 40k points; 256 suffice
+        return float(query.relation_relevancy(points, samples[ref], parsed.predicate or "").mean())
+
+    return rank_referring(parsed, objects, subject.__getitem__, reference.__getitem__, relation, config)

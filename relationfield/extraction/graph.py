@@ -54,21 +54,23 @@ def extract_scene_graph(
     config: ExtractionConfig | None = None,
     progress: Progress = no_progress,
     load_config: Path | None = None,
+    links: bool = True,
 ) -> Extraction:
     """Extract a scene graph (world frame) from a loaded run; ``load_config`` (the run's config.yml) is
-    recorded in the graph's metadata with the extraction time."""
+    recorded in the graph's metadata with the extraction time. ``links=False`` stops after the nodes (what
+    a query needs)."""
     config = config or ExtractionConfig()
     timings: dict[str, float] = {}
     start = time.perf_counter()
     seg = _timed(timings, "segmentation", lambda: segment(query, config, progress))
     nodes = _timed(timings, "labels", lambda: _labelled_nodes(query, seg, objects, config))
-    links = _timed(
-        timings,
-        "links",
-        lambda: score_links(query, seg.points, seg.labels, nodes, predicates, config, progress) if nodes else [],
-    )
+    scored = []
+    if links and nodes:
+        scored = _timed(
+            timings, "links", lambda: score_links(query, seg.points, seg.labels, nodes, predicates, config, progress)
+        )
     seconds = time.perf_counter() - start
-    graph = SceneGraph(nodes=nodes, links=links, metadata=extraction_metadata(seconds, load_config))
+    graph = SceneGraph(nodes=nodes, links=scored, metadata=extraction_metadata(seconds, load_config))
     return Extraction(graph, seg.world, seg.labels, timings, seconds)
 
 
