@@ -9,16 +9,22 @@ when it runs, so reused stages cost no import time.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from relationfield.errors import UserError
 from relationfield.synth import LAYOUTS, generate_capture
+
+if TYPE_CHECKING:
+    from relationfield.evaluation import EvalResult, ReferringResult
+    from relationfield.export import ExportResult
+    from relationfield.query import FieldQuery
 
 T = TypeVar("T")
 
@@ -150,11 +156,7 @@ def run_demo(
     """Run every stage of the demo into ``output`` and return the report (``realism``: the labels' level, see
     :mod:`relationfield.labels.realism`)."""
     from relationfield.evaluation import evaluate_files
-    from relationfield.export import export_scene_graph
-    from relationfield.extraction.config import ExtractionConfig
-    from relationfield.progress import rich_progress
     from relationfield.query import FieldQuery
-    from relationfield.vocab import object_vocab, predicate_vocab
 
     if steps < 1:
         raise UserError(f"--steps must be at least 1, got {steps}")
@@ -168,25 +170,16 @@ def run_demo(
     labels = _stage("ground-truth labels", seconds, lambda: _labels(capture, realism))
     config = _stage("training", seconds, lambda: _train(capture, labels, output / "runs", steps))
 
-    def export():
-        query = FieldQuery.load(config)
-        bar, progress = rich_progress()
-        with bar:
-            # All pairs: Reference R@k and none precision need the links to every other object.
-            return export_scene_graph(
-                query,
-                output / "scene_graph",
-                object_vocab(),
-                predicate_vocab(),
-                ExtractionConfig(all_pairs=True),
-                progress=progress,
-                load_config=config,
-            )
-
-    exported = _stage("scene-graph export", seconds, export)
+    loaded: list[FieldQuery] = []  # the run, loaded once for the export and the referring queries
+    exported = _stage("scene-graph export", seconds, lambda: _export(config, output, loaded))
     gt = capture / "ground_truth" / "scene_graph.json"
     result = _stage(
         "evaluation", seconds, lambda: evaluate_files(exported.paths["json"], gt, output_dir=output / "scene_graph")
+    )
+    referring = _stage(
+        "referring queries",
+        seconds,
+        lambda: _referring(loaded[0] if loaded else FieldQuery.load(config), exported, gt, result, output),
     )
     return DemoReport(
         capture=capture,
@@ -194,10 +187,52 @@ def run_demo(
         config=config,
         scene_graph=exported.paths["json"],
         scene_graph_png=exported.paths["png"],
-        eval_markdown=result.to_markdown(),
+        eval_markdown=result.to_markdown() + "\n" + referring.to_markdown(),
         eval_json=output / "scene_graph" / "eval.json",
         seconds=seconds,
     )
+
+
+def _export(config: Path, output: Path, loaded: list[FieldQuery]) -> ExportResult:
+    """Export the run's scene graph (all pairs) to OUTPUT/scene_graph; the loaded run is appended to ``loaded``."""
+    from relationfield.export import export_scene_graph
+    from relationfield.extraction.config import ExtractionConfig
+    from relationfield.progress import rich_progress
+    from relationfield.query import FieldQuery
+    from relationfield.vocab import object_vocab, predicate_vocab
+
+    query = FieldQuery.load(config)
+    loaded.append(query)
+    bar, progress = rich_progress()
+    with bar:
+        # All pairs: Reference R@k and none precision need the links to every other object.
+        return export_scene_graph(
+            query,
+            output / "scene_graph",
+            object_vocab(),
+            predicate_vocab(),
+            ExtractionConfig(all_pairs=True),
+            progress=progress,
+            load_config=config,
+        )
+
+
+def _referring(
+    query: FieldQuery, exported: ExportResult, gt: Path, result: EvalResult, output: Path
+) -> ReferringResult:
+    """Relation-guided segmentation (referring queries about twins, and the CLIP-only baseline), added to
+    the demo's eval.json."""
+    from relationfield.evaluation import referring_segmentation
+
+    extraction = exported.extraction
+    truth = json.loads(gt.read_text(encoding="utf-8"))
+    matches = {m.gt_id: m.node_id for m in result.matches}
+    referring = referring_segmentation(query, extraction.points_world, extraction.point_node, truth, matches)
+    path = output / "scene_graph" / "eval.json"
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    summary["referring_segmentation"] = referring.to_json()
+    path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return referring
 
 
 def open_viewer(config: Path) -> None:

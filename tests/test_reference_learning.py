@@ -97,3 +97,34 @@ def test_viewer_relation_queries_light_up_the_references_subjects(trained_run, a
     assert guided["support_subject_recall"]["1"] > max(0.35, 5.0 / nodes), guided["support_subject_recall"]  # 0.54
     # and leaves the objects unrelated to the reference dark
     assert guided["unrelated_nodes"] > 50 and guided["unrelated_dark"] > 0.8, guided["unrelated_dark"]  # 0.94
+
+
+def test_referring_queries_pick_the_right_twin(trained_run, all_pairs, synth_capture, capsys):
+    """Paper-style relation-guided segmentation beats chance (a random twin) and the CLIP-only baseline,
+    and `relationfield query --json` answers from the run's export without segmenting again."""
+    from relationfield.evaluation import referring_segmentation
+    from relationfield.evaluation.referring_segmentation import twin_queries
+    from relationfield.query import FieldQuery
+
+    gt_path = synth_capture / "ground_truth" / "scene_graph.json"
+    gt = json.loads(gt_path.read_text())
+    matches = {m.gt_id: m.node_id for m in evaluate_files(all_pairs / "scene_graph.json", gt_path).matches}
+    points, point_node = read_ply(all_pairs / "points.ply")
+    result = referring_segmentation(FieldQuery.load(trained_run), points, point_node, gt, matches)
+    count = {}
+    for obj in gt["objects"]:
+        count[obj["label"]] = count.get(obj["label"], 0) + 1
+    chance = float(np.mean([len(h) / count[key[0]] for key, h in twin_queries(gt).items()]))
+    summary = result.summary()
+    with capsys.disabled():  # the measured figures, for calibrating the thresholds below
+        print("referring", summary, "chance", round(chance, 3), "queries", len(result.outcomes))
+    assert len(result.outcomes) >= 10
+    assert summary["top1_accuracy"] >= chance + 0.15
+    assert summary["top1_accuracy"] >= summary["baseline_top1_accuracy"] + 0.15
+
+    capsys.readouterr()
+    entrypoint(["query", "--load-config", str(trained_run), "box standing on box", "--json", "--top", "3"])
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["graph"]["source"] == "export"
+    assert answer["query"] == {"subject": "box", "predicate": "standing on", "reference": "box"}
+    assert len(answer["ranked"]) == 3 and {"id", "label", "centroid", "aabb", "score"} <= set(answer["ranked"][0])

@@ -35,12 +35,12 @@ class Eval:
     scan: str | None = None
     """For 3DSSG ground truth with several scans: the scan id."""
     load_config: Path | None = None
-    """The run the graph was exported from: adds relation-guided segmentation (needs synth ground truth and
-    the export's points.ply)."""
+    """The run the graph was exported from: adds relation-guided segmentation (referring queries about twins,
+    with a CLIP-only baseline) and the predicate-only queries (needs synth ground truth and points.ply)."""
     points: Path | None = None
-    """points.ply of the export, for relation-guided segmentation (default: next to --pred)."""
+    """points.ply of the export, for the query-based measures (default: next to --pred)."""
     guided_threshold: float = 0.5
-    """Relevancy above which a point counts as selected in relation-guided segmentation."""
+    """Relevancy above which a point counts as selected in the predicate-only queries."""
 
     def main(self) -> None:
         from relationfield.evaluation import evaluate_files
@@ -59,16 +59,18 @@ class Eval:
         )
         report = result.to_markdown()
         if self.load_config is not None:
-            guided = self._guided(result)
-            report += "\n" + guided.to_markdown()
+            guided, referring = self._guided(result)
+            report += "\n" + referring.to_markdown() + "\n" + guided.to_markdown()
             summary = json.loads((output_dir / "eval.json").read_text(encoding="utf-8"))
+            summary["referring_segmentation"] = referring.to_json()
             summary["relation_guided"] = guided.to_json()
             (output_dir / "eval.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
             (output_dir / "eval.md").write_text(report, encoding="utf-8")
         print(report)
 
     def _guided(self, result):
-        from relationfield.evaluation import relation_guided_segmentation
+        """The predicate-only queries and the referring queries about twins, on one loaded run."""
+        from relationfield.evaluation import referring_segmentation, relation_guided_segmentation
         from relationfield.query import FieldQuery
         from relationfield.scene_graph import read_ply
 
@@ -79,6 +81,7 @@ class Eval:
         gt = json.loads(self.gt.read_text(encoding="utf-8"))
         matches = {m.gt_id: m.node_id for m in result.matches}
         query = FieldQuery.load(self.load_config)
-        return relation_guided_segmentation(
+        guided = relation_guided_segmentation(
             query, points, nodes, gt, matches, threshold=self.guided_threshold, min_extent=self.min_extent
         )
+        return guided, referring_segmentation(query, points, nodes, gt, matches, min_extent=self.min_extent)

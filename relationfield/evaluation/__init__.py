@@ -36,6 +36,7 @@ from relationfield.evaluation.evaluator import evaluate, evaluate_files
 from relationfield.evaluation.guided_segmentation import GuidedResult, GuidedTriplet, relation_guided_segmentation
 from relationfield.evaluation.matching import DEFAULT_MIN_EXTENT, DEFAULT_MIN_IOU, Match, aabb_iou, pad_box
 from relationfield.evaluation.ranking import OBJECT_KS, PREDICATE_KS, RELATION_KS, rank_with_ties
+from relationfield.evaluation.referring_segmentation import ReferringResult, referring_segmentation
 from relationfield.evaluation.report import EvalResult
 from relationfield.evaluation.schema import normalize_name
 
@@ -48,6 +49,7 @@ __all__ = [
     "EvalResult",
     "GuidedResult",
     "GuidedTriplet",
+    "ReferringResult",
     "Match",
     "aabb_iou",
     "evaluate",
@@ -55,5 +57,6 @@ __all__ = [
     "normalize_name",
     "pad_box",
     "rank_with_ties",
+    "referring_segmentation",
     "relation_guided_segmentation",
 ]

@@ -104,7 +104,7 @@ class GuidedResult:
 
         ks = " / ".join(f"R@{k}" for k in REFERENCE_KS)
         return (
-            "| relation-guided segmentation | value |\n|---|---|\n"
+            "| predicate-only queries (reference given, no subject text) | value |\n|---|---|\n"
             f"| subject is the top object (%) | {pct(self.top1_accuracy)} |\n"
             f"| mean IoU at relevancy > {self.threshold:g} (%) | {pct(self.mean_iou)} |\n"
             f"| Subject {ks} (%) | {pcts(self.subject_recall())} |\n"
