@@ -41,6 +41,7 @@ SMALL = 0.25
 RELEVANCY_VIEW_STEP = 4
 """The relation query is scored on every 4th training view."""
 GUI_LABELS = (
+    "Find",
     "Reference",
     "Pick reference",
     "Object query",
@@ -201,6 +202,9 @@ def test_controls_do_nothing_harmful_when_detached():
     controls.start_pick()
     assert controls.build_scene_graph() is None and controls.export_scene_graph() is None
     assert "No trained pipeline" in controls.status.content
+    controls.status.content = ""
+    assert controls.find("mug standing on desk") is None
+    assert "No trained pipeline" in controls.status.content
 
 
 # --------------------------------------------------------------------------- relation query from a click
@@ -308,6 +312,209 @@ def test_object_reference_and_scene_graph_build_and_export(controls, pipeline, s
         assert len(graph.nodes) == len(result.graph.nodes) and "extraction_seconds" in graph.metadata
     finally:
         server.stop()
+
+
+# --------------------------------------------------------------------------- "Find": referring queries (fakes)
+# A fake run whose relevancies the tests choose: node i's points lie at x = i, so a stub FieldQuery method
+# tells from the points which node it is scoring. No model, no viser server, no encoder.
+
+SCENE_LABELS = {1: "desk", 2: "mug", 3: "mug", 4: "floor", 5: "lamp"}
+OBJECT_SCORES = {"mug": {2: 0.9, 3: 0.85}, "desk": {1: 0.9}, "lamp": {5: 0.8, 1: 0.4, 2: 0.3, 3: 0.2}}
+"""Object relevancy per text and node (0.1 elsewhere)."""
+RELATION_SCORES = {("standing on", 2, 1): 0.8, ("standing on", 3, 1): 0.3, ("standing on", 3, 4): 0.9}
+"""Relation relevancy per (predicate, candidate, reference) (0.1 elsewhere): mug #2 stands on the desk."""
+
+
+class FakeScene:
+    """The part of viser's scene API that the panel draws with; keeps what is on screen by name."""
+
+    def __init__(self) -> None:
+        self.shown: dict[str, dict] = {}
+
+    def _add(self, name: str, **kwargs) -> SimpleNamespace:
+        self.shown[name] = kwargs
+        return SimpleNamespace(remove=lambda: self.shown.pop(name, None))
+
+    def add_point_cloud(self, name: str, **kwargs) -> SimpleNamespace:
+        return self._add(name, **kwargs)
+
+    def add_label(self, name: str, text: str, **kwargs) -> SimpleNamespace:
+        return self._add(name, text=text, **kwargs)
+
+
+class FakeServer:
+    def __init__(self) -> None:
+        self.scene = FakeScene()
+        self.notifications: list[str] = []
+
+    def get_clients(self) -> dict:
+        return {0: SimpleNamespace(add_notification=lambda title, body, auto_close: self.notifications.append(body))}
+
+
+def fake_pipeline() -> SimpleNamespace:
+    """Just enough of a pipeline for FieldQuery: the heads' names and an identity dataparser transform."""
+    from relationfield.query import HEADS
+
+    model = SimpleNamespace(**dict.fromkeys(HEADS), device=torch.device("cpu"))
+    outputs = SimpleNamespace(dataparser_transform=torch.eye(4)[:3], dataparser_scale=1.0)
+    return SimpleNamespace(model=model, datamanager=SimpleNamespace(train_dataparser_outputs=outputs, labels=None))
+
+
+def fake_extraction():
+    """Five objects of four points each (node i at x = i) and two noise points."""
+    from relationfield.extraction import Extraction
+    from relationfield.scene_graph import SceneGraph, SceneNode
+
+    points, ids, nodes = [], [], []
+    for i, label in SCENE_LABELS.items():
+        cloud = np.array([[i, 0.0, 0.0], [i, 0.1, 0.0], [i, 0.0, 0.1], [i, 0.1, 0.1]], dtype=np.float32)
+        points.append(cloud)
+        ids += [i] * len(cloud)
+        low, high = tuple(cloud.min(0).tolist()), tuple(cloud.max(0).tolist())
+        nodes.append(SceneNode(i, label, [(label, 0.9)], tuple(cloud.mean(0).tolist()), low, high, len(cloud)))
+    points.append(np.array([[9.0, 9.0, 9.0], [8.0, 8.0, 8.0]], dtype=np.float32))
+    ids += [-1, -1]
+    return Extraction(SceneGraph(nodes=nodes), np.concatenate(points), np.array(ids))
+
+
+def node_of(points: Tensor) -> int:
+    """The fake scene's node of a set of points (all of one node)."""
+    ids = points[:, 0].round().long().unique().tolist()
+    assert len(ids) == 1, ids
+    return int(ids[0])
+
+
+@pytest.fixture
+def fake_controls(monkeypatch, tmp_path) -> tuple[RelationViewerControls, FakeServer]:
+    """Controls attached to the fake run and a fake viser server, with the fake scene graph built."""
+    server = FakeServer()
+    controls = RelationViewerControls()
+    controls.attach(fake_pipeline(), SimpleNamespace(viser_server=server), run_dir=tmp_path)
+    controls.extraction = fake_extraction()
+    query = controls.query
+    assert query is not None
+
+    def object_relevancy(points: Tensor, text: str) -> Tensor:
+        return torch.full((len(points),), OBJECT_SCORES.get(text, {}).get(node_of(points), 0.1))
+
+    def relation_relevancy(points: Tensor, references: Tensor, text: str) -> Tensor:
+        key = (text, node_of(points), node_of(references))
+        return torch.full((len(points),), RELATION_SCORES.get(key, 0.1))
+
+    monkeypatch.setattr(query, "object_relevancy", object_relevancy)
+    monkeypatch.setattr(query, "relation_relevancy", relation_relevancy)
+    return controls, server
+
+
+def highlighted(server: FakeServer) -> int | None:
+    """The node whose points the "Find" highlight shows (None: no highlight)."""
+    from relationfield.viewer.render import viser_scale
+
+    shown = server.scene.shown.get("/relationfield/found/points")
+    return None if shown is None else node_of(torch.from_numpy(shown["points"] / viser_scale()))
+
+
+def test_the_find_box_is_shown_first():
+    from nerfstudio.viewer.utils import parse_object
+    from nerfstudio.viewer.viewer_elements import ViewerElement
+
+    names = [element.name for _, element in parse_object(RelationViewerControls(), ViewerElement, "Custom")]
+    assert names[:2] == ["Find", "Reference"] and names.count("Find") == 1
+
+
+def test_find_answers_a_referring_query_and_highlights_the_winner(fake_controls):
+    controls, server = fake_controls
+    answer = controls.find("the mug standing on the desk")
+    assert answer is not None and answer.best is not None
+    assert (answer.query.subject, answer.query.predicate, answer.query.reference) == ("mug", "standing on", "desk")
+    assert answer.best.node == 2 and answer.references == [1]
+    assert highlighted(server) == 2
+    assert server.scene.shown["/relationfield/found/name"]["text"] == "mug #2"
+    status = controls.status.content
+    # the winner with its combined score (0.9 * 0.8), the other mug as runner-up, the reference used
+    assert "mug #2 (0.720)" in status and "runners-up: mug #3 0.255" in status, status
+    assert "reference: desk #1" in status, status
+    assert "floor #4" not in status and not server.notifications  # non-candidates are no runners-up
+
+
+def test_find_takes_a_node_id_as_reference_and_plain_object_queries(fake_controls):
+    controls, server = fake_controls
+    answer = controls.find("mug standing on #4")
+    assert answer is not None and answer.references == [4] and answer.best is not None and answer.best.node == 3
+    assert highlighted(server) == 3 and "reference: floor #4" in controls.status.content
+
+    answer = controls.find("lamp")  # no predicate: the best-matching object
+    assert answer is not None and answer.best is not None and answer.best.node == 5
+    assert highlighted(server) == 5
+    status = controls.status.content
+    assert "lamp #5 (0.800)" in status and "runners-up: desk #1 0.400, mug #2 0.300, mug #3 0.200." in status, status
+    assert "reference" not in status
+
+
+def test_find_builds_the_scene_graph_once_and_only_for_a_well_formed_query(fake_controls, monkeypatch):
+    controls, server = fake_controls
+    controls.extraction = None
+    builds = []
+
+    def build():
+        builds.append(1)
+        controls.extraction = fake_extraction()
+        return controls.extraction
+
+    monkeypatch.setattr(controls, "build_scene_graph", build)
+    assert controls.find("standing on") is None  # a predicate without a reference: a message, not a build
+    assert "no reference" in controls.status.content and server.notifications and not builds
+    assert controls.find("mug standing on desk") is not None and controls.find("lamp") is not None
+    assert len(builds) == 1
+
+
+def test_a_malformed_find_query_is_a_message_and_clears_the_highlight(fake_controls):
+    controls, server = fake_controls
+    assert controls.find("mug standing on the desk") is not None and highlighted(server) == 2
+    for text in ("standing on", "mug standing on #x", "mug standing on #9"):
+        assert controls.find(text) is None, text  # a UserError never reaches the viewer
+        assert highlighted(server) is None and "**RelationField:**" in controls.status.content
+        assert server.notifications[-1] in controls.status.content
+    assert "no reference after it" in server.notifications[0]
+    assert "'#' followed by digits" in server.notifications[1] and "no object #9" in server.notifications[2]
+    assert controls.find("") is None and highlighted(server) is None
+
+
+def test_typing_in_the_find_box_answers_once_the_text_rests(fake_controls, monkeypatch):
+    import relationfield.viewer.referring_box as referring_box
+
+    controls, server = fake_controls
+    asked = []
+    answer_referring = referring_box.answer_referring
+
+    def counted(query, objects, parsed, config=None):
+        asked.append(parsed.text())
+        return answer_referring(query, objects, parsed, config)
+
+    monkeypatch.setattr(referring_box, "answer_referring", counted)
+    box = controls._referring
+    box.delay = 0.5  # far longer than the gaps between these "keystrokes"
+    for text in ("l", "la", "lam", "lamp"):
+        controls.find_query.cb_hook(SimpleNamespace(value=text))  # what viser calls on every keystroke
+    assert box._timer is not None
+    box._timer.join(timeout=10)
+    assert asked == ["lamp"] and highlighted(server) == 5
+    box._submit("lamp")  # the callback of setting the box's value from code: not answered twice
+    assert asked == ["lamp"]
+
+
+def test_export_records_itself_for_cli_queries(fake_controls, tmp_path):
+    from relationfield.graph_cache import REGISTRY_FILE, find_graph
+
+    controls, _ = fake_controls
+    assert controls.export_scene_graph(tmp_path / "no_config") is not None
+    assert not (tmp_path / REGISTRY_FILE).exists()  # no config.yml in the run directory: nothing to record for
+    (tmp_path / "config.yml").write_text("method_name: relationfield-lite\n")
+    paths = controls.export_scene_graph()
+    assert paths is not None and paths["json"].parent == tmp_path / "scene_graph"
+    found = find_graph(tmp_path / "config.yml")
+    assert found is not None and found.source == "export" and found.directory == (tmp_path / "scene_graph").resolve()
+    assert sorted(found.node_points()) == sorted(SCENE_LABELS)
 
 
 # --------------------------------------------------------------------------- ns-viewer in a browser

@@ -1,4 +1,4 @@
-"""Drawing in the viewer's 3D scene (viser): the picked reference and the built scene graph.
+"""Drawing in the viewer's 3D scene (viser): the picked reference, the built scene graph, a found object.
 
 Every function draws under a scene-tree folder ``root`` and returns the handles it added, so that the
 caller can remove them before drawing again. Points are in nerfstudio's frame (the scene graph's in the
@@ -21,6 +21,8 @@ from relationfield.viewer.render import viser_scale
 
 REFERENCE_COLOR = (255, 90, 30)
 LINK_COLOR = (255, 211, 105)
+FOUND_COLOR = (255, 40, 220)
+"""The answer of a "Find" query: a magenta that the per-node colours of the scene graph rarely come close to."""
 
 
 def draw_reference(server: ViserServer, root: str, point: Tensor, members: Tensor | None) -> list[Any]:
@@ -41,6 +43,16 @@ def draw_reference(server: ViserServer, root: str, point: Tensor, members: Tenso
             )
         )
     return handles
+
+
+def draw_found(server: ViserServer, root: str, points: Tensor, name: str) -> list[Any]:
+    """The found object's ``points`` [N, 3] in a bright colour (larger than the scene graph's) and its name."""
+    scale = viser_scale()
+    viser_points = points.detach().cpu().float().numpy() * scale
+    return [
+        server.scene.add_point_cloud(f"{root}/points", points=viser_points, colors=FOUND_COLOR, point_size=0.05),
+        server.scene.add_label(f"{root}/name", name, position=tuple(float(v) for v in viser_points.mean(axis=0))),
+    ]
 
 
 def draw_scene_graph(server: ViserServer, root: str, extraction: Extraction, query: FieldQuery) -> list[Any]:

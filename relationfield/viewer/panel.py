@@ -26,10 +26,13 @@ from torch import Tensor
 
 from relationfield.errors import UserError
 from relationfield.extraction import Extraction, ExtractionConfig, extract_scene_graph, segment
+from relationfield.graph_cache import record_export
 from relationfield.query import OBJECT_NEGATIVES, RELATION_NEGATIVES, parse_query, sample_reference
+from relationfield.referring import ReferringAnswer
 from relationfield.scene_graph import SceneLink, drawn_links, write_scene_graph
 from relationfield.viewer.drawing import draw_reference, draw_scene_graph
 from relationfield.viewer.panel_base import PanelBase
+from relationfield.viewer.referring_box import ReferringBox
 from relationfield.viewer.render import (
     cluster_at,
     composite_relevancy,
@@ -52,6 +55,8 @@ class RelationViewerControls(PanelBase):
 
     GUI elements (attribute names sort into the order they are shown in):
 
+    * "Find" (``find_query``): a referring query ("mug standing on desk") or an object query ("chair"),
+      answered over the scene graph's instances; the best one is highlighted (see :meth:`find`).
     * "Reference" (``pick_mode``): ``point`` uses the clicked surface point as the relation query's z;
       ``object`` uses points of the instance cluster under it.
     * "Pick reference" (``pick_reference``): the next click in the 3D view picks the reference.
@@ -67,7 +72,7 @@ class RelationViewerControls(PanelBase):
     """
 
     def __init__(self) -> None:
-        super().__init__("Pick a reference, then type a relation query.")
+        super().__init__("Type what to find (e.g. 'mug standing on desk'), or pick a reference for a relation query.")
         self.pick_mode = ViewerDropdown(
             "Reference",
             "point",
@@ -76,6 +81,8 @@ class RelationViewerControls(PanelBase):
             hint="point: the clicked surface point; object: the instance cluster under the click",
         )
         self.pick_reference = ViewerButton("Pick reference", cb_hook=lambda _: self.start_pick())
+        self._referring = ReferringBox(self)
+        self.find_query = self._referring.text
         self.query_object = ViewerText(
             "Object query",
             "",
@@ -232,6 +239,11 @@ class RelationViewerControls(PanelBase):
             self.query_object.value = text
         self._apply_object_query(text)
 
+    def find(self, text: str) -> ReferringAnswer | None:
+        """The "Find" text: highlight the instance a referring or object query means (builds the scene graph
+        on first use); None when there is no answer (the status line says why)."""
+        return self._referring.find(text)
+
     def set_threshold(self, value: float) -> None:
         """The "Relevancy threshold" of the composited outputs."""
         self.query_threshold.value = float(value)
@@ -359,6 +371,9 @@ class RelationViewerControls(PanelBase):
         assert self.extraction is not None
         result = self.extraction
         paths = write_scene_graph(result.graph, Path(output_dir), result.points_world, result.point_node)
+        config_path = None if self.run_dir is None else self.run_dir / "config.yml"
+        if config_path is not None and config_path.is_file():
+            record_export(config_path, Path(output_dir))  # `relationfield query` on this run reuses the export
         self.say(f"Wrote {', '.join(str(p) for p in paths.values())}.")
         return paths
 
