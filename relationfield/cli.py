@@ -16,6 +16,7 @@ from typing import Annotated, Any, Union
 
 import tyro
 
+from relationfield.commands.ask import Ask
 from relationfield.commands.data import LabelGt, Synth
 from relationfield.commands.demo import Demo
 from relationfield.commands.doctor import Doctor
@@ -64,6 +65,7 @@ SUBCOMMANDS: dict[str, object] = {
     "export": ExportTarget,
     "eval": Eval,
     "query": Query,
+    "ask": Ask,
     "doctor": Doctor,
 }
 
