@@ -4,6 +4,7 @@ contract, ground-truth relations against geometry, bad input, and loading throug
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from PIL import Image
 
 from relationfield.errors import UserError
 from relationfield.synth import LAYOUTS, SynthSummary, generate_capture
+from relationfield.synth.scene import Scene, SceneObject
 from relationfield.vocab import OBJECT_VOCAB
 
 FRAMES, WIDTH, HEIGHT = 24, 96, 72
@@ -377,6 +379,70 @@ def test_required_relations_mean_what_they_say(graphs: dict) -> None:
             ("sofa", "pillow", "bigger than"),
         ]:
             assert triple in named, (seed, triple)
+
+
+def _layout_scene(layout: str, seed: int) -> Scene:
+    """The scene generate_capture draws for ``seed`` (its first spawned generator), without rendering."""
+    from relationfield.synth.layout import build_scene
+
+    layout_seq, _ = np.random.SeedSequence(seed).spawn(2)
+    return build_scene(layout, np.random.default_rng(layout_seq))
+
+
+def _objects_digest(scene: Scene) -> str:
+    rows = [[o.label, [round(float(v), 4) for v in (*o.aabb.min, *o.aabb.max)]] for o in scene.objects]
+    return hashlib.sha256(json.dumps(rows).encode("utf-8")).hexdigest()
+
+
+# Labels and aabbs of the living room as generated before the office twins were added: the demo's default
+# scene and every measured figure depend on it, so office changes must not move it.
+LIVING_ROOM_DIGESTS = {
+    0: "77864e858b8d8eb659b0a5f1b21219e455b831858d59d930fc324a4a5e5d0d4b",
+    1: "8d7eaa0579bfe616a81dc713d75b11c2c60493177df32adb0ca640fcffab0a4f",
+    2: "6f3fcccfd2c2149ef7f08576ad97e8a86756a2c1588d71899858ecf219374152",
+}
+
+
+def test_living_room_is_unchanged() -> None:
+    for seed, digest in LIVING_ROOM_DIGESTS.items():
+        assert _objects_digest(_layout_scene("living-room", seed)) == digest, seed
+
+
+def _twins(scene: Scene, label: str) -> tuple[list[SceneObject], dict[int, set[tuple[str, str]]]]:
+    """The objects labelled ``label`` and, per id, its (predicate, support label) support relations."""
+    from relationfield.synth.relations import derive_relations
+
+    objects = [o for o in scene.objects if o.label == label]
+    ids = {o.id for o in objects}
+    supports: dict[int, set[tuple[str, str]]] = {i: set() for i in ids}
+    for s, o, p in derive_relations(scene.objects):
+        if s in ids and p in ("standing on", "supported by"):
+            supports[s].add((p, scene.by_id(o).label))
+    return objects, supports
+
+
+def _identical(objects: list[SceneObject]) -> bool:
+    first = objects[0]
+    return all(o.model == first.model and np.allclose(o.aabb.extents, first.aabb.extents) for o in objects)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_office_has_twins_told_apart_by_relations(seed: int) -> None:
+    """Two identical cups (on the desk, on the cabinet) and two identical boxes (one stacked on the other)."""
+    scene = _layout_scene("office", seed)
+    assert _objects_digest(scene) == _objects_digest(_layout_scene("office", seed)), "deterministic per seed"
+    cups, cup_supports = _twins(scene, "cup")
+    assert len(cups) == 2 and _identical(cups)
+    assert {frozenset(found) for found in cup_supports.values()} == {
+        frozenset({("standing on", "desk"), ("supported by", "desk")}),
+        frozenset({("standing on", "cabinet"), ("supported by", "cabinet")}),
+    }
+    boxes, box_supports = _twins(scene, "box")
+    assert len(boxes) == 2 and _identical(boxes)
+    bottom, top = sorted(boxes, key=lambda o: o.aabb.min[2])
+    assert box_supports[bottom.id] == {("standing on", "floor"), ("supported by", "floor")}
+    assert box_supports[top.id] == {("standing on", "box"), ("supported by", "box")}
+    assert top.aabb.min[2] == pytest.approx(bottom.aabb.max[2])
 
 
 # --------------------------------------------------------------------------- bad input

@@ -151,16 +151,21 @@ def place_group(
     return table, chairs
 
 
+def random_box(rng: np.random.Generator) -> Model:
+    """A cardboard box of random size."""
+    size = (rounded_uniform(rng, 0.3, 0.5), rounded_uniform(rng, 0.25, 0.4), rounded_uniform(rng, 0.2, 0.35))
+    cardboard = random_colour(rng, (0.07, 0.12), (0.35, 0.6), (0.55, 0.8))
+    look = random_appearance(rng, cardboard, "noise", (0.05, 0.15), (0.1, 0.25))
+    return models.box(size, look, random_colour(rng, (0.1, 0.15), (0.1, 0.3), (0.75, 0.9)))
+
+
 def place_boxes(plan: Plan, surfaces: list[SceneObject]) -> None:
     """0-2 identical boxes: the first on the floor or on one of ``surfaces``, a second stacked on it or on the floor."""
     rng = plan.rng
     count = int(rng.integers(0, 3))
     if count == 0:
         return
-    size = (rounded_uniform(rng, 0.3, 0.5), rounded_uniform(rng, 0.25, 0.4), rounded_uniform(rng, 0.2, 0.35))
-    cardboard = random_colour(rng, (0.07, 0.12), (0.35, 0.6), (0.55, 0.8))
-    look = random_appearance(rng, cardboard, "noise", (0.05, 0.15), (0.1, 0.25))
-    model = models.box(size, look, random_colour(rng, (0.1, 0.15), (0.1, 0.3), (0.75, 0.9)))
+    model = random_box(rng)
     turns = int(rng.integers(4))
     extents = model.extents(turns)
     below = surfaces[int(rng.integers(len(surfaces)))] if surfaces and rng.random() < 0.5 else None

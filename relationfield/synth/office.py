@@ -1,6 +1,9 @@
 """The office layout: a desk with monitor, cup and laptop, identical swivel chairs at the desk and at a
-round table, one or two identical shelves with books, a cabinet, a trash can, a plant, a clock, sometimes
-a picture and boxes."""
+round table, one or two identical shelves with books, a cabinet with the desk cup's twin on top, a trash
+can, a plant, two identical boxes (one on the floor, one stacked on it), a clock and sometimes a picture.
+
+The twins (the cups, the boxes) are told apart only by their relations: "the cup standing on the desk"
+vs "the cup standing on the cabinet", "the box standing on the floor" vs "the box standing on the box"."""
 
 from __future__ import annotations
 
@@ -15,9 +18,9 @@ from relationfield.synth.furnishing import (
     chairs_around,
     fill_shelf,
     hang_picture,
-    place_boxes,
     place_group,
     place_plant,
+    random_box,
     random_cup,
     room_shell,
 )
@@ -37,13 +40,14 @@ def build_office(rng: np.random.Generator) -> Scene:
     chair_model = _swivel_chair(rng)
     _place_desk_chair(plan, desk, desk_wall, chair_model)
     _place_monitor(plan, desk, desk_wall)
-    _dress_desk(plan, desk, desk_wall)
+    cup, cup_turns = _dress_desk(plan, desk, desk_wall)
     _place_meeting_table(plan, chair_model)
     _place_shelves(plan, desk_wall)
     cabinet = _place_cabinet(plan)
+    _place_cup_twin(plan, cabinet, cup, cup_turns)
     _place_trash_can(plan)
     place_plant(plan)
-    place_boxes(plan, [cabinet])
+    _place_box_stack(plan)
     _hang_clock(plan)
     if rng.random() < 0.6:
         hang_picture(plan, rng.permutation(4).tolist(), (1.2, 1.5))
@@ -119,8 +123,9 @@ def _front_half(top: Surface, wall: int) -> Surface:
     return dataclasses.replace(top, **{key: value})
 
 
-def _dress_desk(plan: Plan, desk: SceneObject, desk_wall: int) -> None:
-    """A cup, a laptop and most of the time a lamp or a book in a row on the front of the desk."""
+def _dress_desk(plan: Plan, desk: SceneObject, desk_wall: int) -> tuple[Model, int]:
+    """A cup, a laptop and most of the time a lamp or a book in a row on the front of the desk; the cup's
+    model and quarter turns."""
     rng = plan.rng
     items: list[tuple[Model, int]] = [(random_cup(rng), int(rng.integers(4)))]
     laptop = models.laptop(
@@ -150,6 +155,7 @@ def _dress_desk(plan: Plan, desk: SceneObject, desk_wall: int) -> None:
     axis = plan.room.wall_plane(desk_wall)[0]
     cols, rows = (3, 1) if axis == 1 else (1, 3)
     plan.on_surface(_front_half(desk.surfaces()[0], desk_wall), items, cols, rows)
+    return items[0]
 
 
 def _place_meeting_table(plan: Plan, chair_model: Model) -> None:
@@ -202,6 +208,14 @@ def _place_cabinet(plan: Plan) -> SceneObject:
     return required(plan.against_first_wall(walls, cabinet, gap=0.04, clearance=0.25))[1]
 
 
+def _place_cup_twin(plan: Plan, cabinet: SceneObject, cup: Model, cup_turns: int) -> None:
+    """The desk cup's twin (same model) standing somewhere on the cabinet top."""
+    # Half a turn more or not: the handle may point the other way, but along the same axis, so that the
+    # twins' boxes have equal sizes.
+    turns = (cup_turns + 2 * int(plan.rng.integers(2))) % 4
+    plan.on_surface(cabinet.surfaces()[0], [(cup, turns)], 1, 1)  # the cabinet's first part is its body
+
+
 def _place_trash_can(plan: Plan) -> None:
     rng = plan.rng
     can = models.trash_can(
@@ -210,6 +224,14 @@ def _place_trash_can(plan: Plan) -> None:
         random_appearance(rng, random_colour(rng, val=(0.3, 0.7)), "stripes"),
     )
     plan.place_on_floor(can, 0, clearance=0.15, margin=0.1)
+
+
+def _place_box_stack(plan: Plan) -> None:
+    """Two identical boxes, one on the floor and one stacked on it, turned alike so their boxes match."""
+    rng = plan.rng
+    model = random_box(rng)
+    turns = int(rng.integers(4))
+    plan.stack(model, turns, plan.place_on_floor(model, turns, clearance=0.25))
 
 
 def _hang_clock(plan: Plan) -> None:
