@@ -80,10 +80,15 @@ def test_eval_of_the_export_reports_every_metric(exported, synth_capture, capsys
 
 def test_object_and_relation_queries(trained_run, tmp_path, capsys):
     run_cli("query", "--load-config", str(trained_run), "table", "--top", "3", "--image", str(tmp_path / "q.png"))
-    out = capsys.readouterr().out
-    assert "Objects matching 'table'" in out and (tmp_path / "q.png").is_file()
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    header = next(i for i, line in enumerate(lines) if line.startswith("'table'"))
+    assert " table #" in lines[header + 1] and (tmp_path / "q.png").is_file()  # the best instance is a table
+    # the old spelling of a relation query: the predicate as text, the reference by flag
     run_cli("query", "--load-config", str(trained_run), "standing on", "--reference", "floor", "--top", "3")
-    assert "Objects that are 'standing on'" in capsys.readouterr().out
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    header = next(i for i, line in enumerate(lines) if line.startswith("'standing on floor'"))
+    assert lines[header + 1].startswith("references: floor #")
+    assert len(lines) >= header + 5 and "relation" in lines[header + 2]
 
 
 def _fails(capsys, *args: str) -> str:

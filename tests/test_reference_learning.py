@@ -89,7 +89,7 @@ def test_viewer_relation_queries_light_up_the_references_subjects(trained_run, a
         + ["--gt", str(synth_capture / "ground_truth" / "scene_graph.json"), "--output-dir", str(all_pairs / "guided")]
     )
     assert "| Subject R@1 / R@3, support predicates (%) |" in capsys.readouterr().out
-    guided = json.loads((all_pairs / "guided" / "eval.json").read_text())["relation_guided"]
+    guided = json.loads((all_pairs / "guided" / "eval.json").read_text())["predicate_queries"]
     nodes = json.loads((all_pairs / "guided" / "eval.json").read_text())["counts"]["pred_nodes"]
     support = [t for t in guided["per_triplet"] if t["predicate"] in SUPPORT_PREDICATES]
     assert len(support) >= 8
@@ -120,7 +120,8 @@ def test_referring_queries_pick_the_right_twin(trained_run, all_pairs, synth_cap
         print("referring", summary, "chance", round(chance, 3), "queries", len(result.outcomes))
     assert len(result.outcomes) >= 10
     assert summary["top1_accuracy"] >= chance + 0.15
-    assert summary["top1_accuracy"] >= summary["baseline_top1_accuracy"] + 0.15
+    # measured: 0.88 against chance 0.62 and the CLIP-only baseline 0.27 (52 queries)
+    assert summary["top1_accuracy"] >= summary["baseline_top1_accuracy"] + 0.3
 
     capsys.readouterr()
     entrypoint(["query", "--load-config", str(trained_run), "box standing on box", "--json", "--top", "3"])

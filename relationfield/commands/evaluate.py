@@ -63,7 +63,7 @@ class Eval:
             report += "\n" + referring.to_markdown() + "\n" + guided.to_markdown()
             summary = json.loads((output_dir / "eval.json").read_text(encoding="utf-8"))
             summary["referring_segmentation"] = referring.to_json()
-            summary["relation_guided"] = guided.to_json()
+            summary["predicate_queries"] = guided.to_json()
             (output_dir / "eval.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
             (output_dir / "eval.md").write_text(report, encoding="utf-8")
         print(report)
