@@ -53,19 +53,9 @@ def _correction(reply: str, reason: str) -> list[dict[str, Any]]:
 class GraphClient(VisionClient):
     """Asks an OpenAI-compatible server questions about a scene graph (text messages, no image)."""
 
-    def _create(self, frame: _Frame, mode: ResponseMode, tags: Sequence[int]) -> Any:
-        """One request with the answer form's ``response_format`` (``tags``: unused, no image here)."""
-        options = self.options
-        kwargs: dict[str, Any] = {"model": self.model, "messages": frame.messages}
-        kwargs[options.max_tokens_field] = frame.budget
-        if options.temperature is not None:
-            kwargs["temperature"] = options.temperature
-        if options.seed is not None:
-            kwargs["seed"] = options.seed
-        fmt = reply_format(mode)
-        if fmt is not None:
-            kwargs["response_format"] = fmt
-        return self.client.chat.completions.create(**kwargs)
+    def _response_format(self, mode: ResponseMode, tags: Sequence[int]) -> dict[str, Any] | None:
+        """The answer form's ``response_format`` (``tags``: unused, there is no image here)."""
+        return reply_format(mode)
 
     def ask_graph(self, messages: list[dict[str, Any]]) -> tuple[GraphReply, FrameResult]:
         """Send ``messages`` until a valid answer comes back; the answer and the attempts' record

@@ -13,7 +13,6 @@ referring expression the model used and its result is kept in :attr:`AskAnswer.r
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +21,7 @@ from relationfield.ask.client import FatalRequestError, GraphClient
 from relationfield.ask.prompt import PromptOptions, graph_prompt
 from relationfield.ask.reply import GraphReply
 from relationfield.errors import UserError
-from relationfield.preprocess.connection import make_openai_client, resolve_connection
+from relationfield.preprocess.connection import connected_client
 from relationfield.preprocess.cost import Usage
 from relationfield.preprocess.retries import RetryPolicy
 from relationfield.preprocess.vision_client import MaxTokensField, RequestOptions
@@ -112,11 +111,7 @@ class AskAnswer:
 def graph_client(options: ClientOptions, client: Any = None) -> GraphClient:
     """The :class:`GraphClient` of ``options`` (``client``: a ready ``openai.OpenAI``, else one from the env)."""
     options.validate()
-    if client is None:
-        base_url, key = resolve_connection(options.base_url, os.environ)
-        client = make_openai_client(base_url, key, options.timeout)
-    else:
-        key = getattr(client, "api_key", None)
+    client, key = connected_client(options.base_url, options.timeout, client)
     policy = RetryPolicy(retries=options.retries, base_delay=options.backoff, max_delay=options.max_backoff)
     request = RequestOptions(
         temperature=options.temperature,
@@ -124,7 +119,7 @@ def graph_client(options: ClientOptions, client: Any = None) -> GraphClient:
         max_tokens_field=options.max_tokens_field,
         seed=options.seed,
     )
-    return GraphClient(client, options.model, request, policy=policy, secret=key if isinstance(key, str) else None)
+    return GraphClient(client, options.model, request, policy=policy, secret=key)
 
 
 def _checked_ids(reply: GraphReply, graph: SceneGraph) -> tuple[list[int], list[int], list[str]]:

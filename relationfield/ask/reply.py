@@ -16,7 +16,7 @@ from typing import Any
 
 import pydantic
 
-from relationfield.preprocess.answer import ResponseMode, ValidationError, strip_fences
+from relationfield.preprocess.answer import ResponseMode, ValidationError, load_json_object
 from relationfield.preprocess.answer import response_format as plain_response_format
 
 __all__ = ["ANSWER_SCHEMA", "GraphReply", "parse_reply", "reply_format"]
@@ -101,14 +101,7 @@ def parse_reply(text: str | None) -> GraphReply:
     Raises:
         ValidationError: the reply is empty, not a JSON object, or not of the answer form; ``reason`` says why.
     """
-    if text is None or not text.strip():
-        raise ValidationError("the reply is empty")
-    try:
-        data = json.loads(strip_fences(text))
-    except ValueError as error:
-        raise ValidationError(f"the reply is not valid JSON ({error})") from None
-    if not isinstance(data, dict):
-        raise ValidationError(f"the reply must be a JSON object, got {type(data).__name__}")
+    data = load_json_object(text)
     try:
         return GraphReply.model_validate(data)
     except pydantic.ValidationError as error:

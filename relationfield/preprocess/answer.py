@@ -259,6 +259,19 @@ def _relations(
     return tuple(Relation(s, o, tuple(p)) for (s, o), p in merged.items())
 
 
+def load_json_object(text: str | None) -> dict[str, Any]:
+    """The JSON object of a reply's text (code fences allowed); :class:`ValidationError` says why not."""
+    if text is None or not text.strip():
+        raise ValidationError("the reply is empty")
+    try:
+        data = json.loads(strip_fences(text))
+    except ValueError as error:
+        raise ValidationError(f"the reply is not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise ValidationError(f"the reply must be a JSON object, got {type(data).__name__}")
+    return data
+
+
 def parse_answer(text: str | None, tags: Sequence[int], excluded_predicates: Collection[str] = ()) -> Answer:
     """Validate a reply against the frame's ``tags`` (see the module docstring for the rules).
 
@@ -270,14 +283,7 @@ def parse_answer(text: str | None, tags: Sequence[int], excluded_predicates: Col
     Raises:
         ValidationError: nothing valid is left of the reply; ``reason`` says why.
     """
-    if text is None or not text.strip():
-        raise ValidationError("the reply is empty")
-    try:
-        data = json.loads(strip_fences(text))
-    except ValueError as error:
-        raise ValidationError(f"the reply is not valid JSON ({error})") from None
-    if not isinstance(data, dict):
-        raise ValidationError(f"the reply must be a JSON object, got {type(data).__name__}")
+    data = load_json_object(text)
     known = frozenset(int(tag) for tag in tags)
     excluded = frozenset(p.lower() for p in excluded_predicates)
     dropped: list[str] = []

@@ -9,6 +9,7 @@ it from reasons and raw replies).
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
@@ -61,3 +62,13 @@ def make_openai_client(base_url: str, api_key: str, timeout: float) -> Any:
     import openai  # lazy: the CLI imports this module to build `relationfield --help`
 
     return openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=0)
+
+
+def connected_client(base_url: str | None, timeout: float, client: Any = None) -> tuple[Any, str | None]:
+    """An OpenAI client for ``base_url`` with the key from the environment, or ``client`` as given, and the
+    key to mask in messages (None when a given client carries none)."""
+    if client is None:
+        url, key = resolve_connection(base_url, os.environ)
+        return make_openai_client(url, key, timeout), key
+    key = getattr(client, "api_key", None)
+    return client, key if isinstance(key, str) else None

@@ -27,7 +27,6 @@ Typical use::
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from relationfield.errors import UserError
-from relationfield.preprocess.connection import make_openai_client, resolve_connection
+from relationfield.preprocess.connection import connected_client
 from relationfield.preprocess.cost import ASSUMED_OUTPUT_TOKENS, Usage, estimate_cost, model_prices, request_tokens
 from relationfield.preprocess.overlay import overlay_size
 from relationfield.preprocess.prompt import SYSTEM_MESSAGE, excluded_predicates, fill_prompt, load_prompt
@@ -148,11 +147,7 @@ def validate_config(config: RelationsConfig) -> None:
 
 def _vision_client(config: RelationsConfig, client: Any) -> VisionClient:
     """The :class:`VisionClient` of the run (``client``: a ready ``openai.OpenAI``, else one from the env)."""
-    if client is None:
-        base_url, key = resolve_connection(config.base_url, os.environ)
-        client = make_openai_client(base_url, key, config.timeout)
-    else:
-        key = getattr(client, "api_key", None)
+    client, key = connected_client(config.base_url, config.timeout, client)
     policy = RetryPolicy(retries=config.retries, base_delay=config.backoff, max_delay=config.max_backoff)
     options = RequestOptions(
         detail=config.detail,
@@ -164,7 +159,7 @@ def _vision_client(config: RelationsConfig, client: Any) -> VisionClient:
         tag_enum=config.tag_enum,
         excluded_predicates=excluded_predicates(config.viewpoint_predicates),
     )
-    return VisionClient(client, config.model, options, policy=policy, secret=key if isinstance(key, str) else None)
+    return VisionClient(client, config.model, options, policy=policy, secret=key)
 
 
 def _estimate(

@@ -209,10 +209,14 @@ class VisionClient:
             kwargs["temperature"] = options.temperature
         if options.seed is not None:
             kwargs["seed"] = options.seed
-        fmt = response_format(mode, tags if options.tag_enum else None)
+        fmt = self._response_format(mode, tags)
         if fmt is not None:
             kwargs["response_format"] = fmt
         return self.client.chat.completions.create(**kwargs)
+
+    def _response_format(self, mode: ResponseMode, tags: Sequence[int]) -> dict[str, Any] | None:
+        """The request's ``response_format`` for ``mode`` (subclasses asking for another answer form override it)."""
+        return response_format(mode, tags if self.options.tag_enum else None)
 
     def _describe(self, error: Exception) -> str:
         import openai  # lazy: the CLI imports this module to build `relationfield --help`
