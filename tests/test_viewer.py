@@ -42,6 +42,7 @@ RELEVANCY_VIEW_STEP = 4
 """The relation query is scored on every 4th training view."""
 GUI_LABELS = (
     "Find",
+    "Ask",
     "Reference",
     "Pick reference",
     "Object query",
@@ -204,6 +205,9 @@ def test_controls_do_nothing_harmful_when_detached():
     assert "No trained pipeline" in controls.status.content
     controls.status.content = ""
     assert controls.find("mug standing on desk") is None
+    assert "No trained pipeline" in controls.status.content
+    controls.status.content = ""
+    assert controls.ask("what is on the desk?") is None
     assert "No trained pipeline" in controls.status.content
 
 
@@ -419,7 +423,7 @@ def test_the_find_box_is_shown_first():
     from nerfstudio.viewer.viewer_elements import ViewerElement
 
     names = [element.name for _, element in parse_object(RelationViewerControls(), ViewerElement, "Custom")]
-    assert names[:2] == ["Find", "Reference"] and names.count("Find") == 1
+    assert names[:3] == ["Find", "Ask", "Reference"] and names.count("Find") == 1
 
 
 def test_find_answers_a_referring_query_and_highlights_the_winner(fake_controls):
@@ -501,6 +505,120 @@ def test_typing_in_the_find_box_answers_once_the_text_rests(fake_controls, monke
     assert asked == ["lamp"] and highlighted(server) == 5
     box._submit("lamp")  # the callback of setting the box's value from code: not answered twice
     assert asked == ["lamp"]
+
+
+def chat_client(*replies: str | Exception) -> SimpleNamespace:
+    """An OpenAI-compatible client without a server: its chat completions are ``replies`` in turn (an
+    exception is raised); ``requests`` records what was sent."""
+    queue, requests = list(replies), []
+
+    def create(**kwargs) -> SimpleNamespace:
+        requests.append(kwargs)
+        reply = queue.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        message = SimpleNamespace(content=reply, refusal=None)
+        return SimpleNamespace(choices=[SimpleNamespace(message=message, finish_reason="stop")], usage=None)
+
+    return SimpleNamespace(chat=SimpleNamespace(completions=SimpleNamespace(create=create)), requests=requests)
+
+
+def chat_answer(text: str, node_ids: list, referring: list[str]) -> str:
+    return json.dumps({"answer": text, "node_ids": node_ids, "referring": referring})
+
+
+def highlighted_nodes(server: FakeServer) -> list[int]:
+    """The nodes whose points the shared "Find" / "Ask" highlight shows, sorted."""
+    from relationfield.viewer.render import viser_scale
+
+    shown = server.scene.shown
+    clouds = [v["points"] for k, v in shown.items() if k.startswith("/relationfield/found/") and k.endswith("/points")]
+    return sorted(node_of(torch.from_numpy(points / viser_scale())) for points in clouds)
+
+
+def test_ask_highlights_the_answers_objects_and_warns(fake_controls):
+    controls, server = fake_controls
+    assert controls.find("lamp") is not None and highlighted_nodes(server) == [5]
+    reply = chat_answer("The mug is on the desk.", [2, 99, 1], ["mug standing on desk", "mug standing on #4"])
+    controls._ask.client = client = chat_client(reply)
+    answer = controls.ask("what is on the desk?")
+    assert answer is not None and answer.node_ids == [2, 1] and answer.dropped_ids == [99]
+    # each referring expression is checked with the "Find" rule on the field
+    assert answer.referring_checks == {"mug standing on desk": 2, "mug standing on #4": 3}
+    assert "what is on the desk?" in json.dumps(client.requests[0]["messages"])
+    assert highlighted_nodes(server) == [1, 2]  # the lamp's highlight is gone; #99 does not exist
+    names = {text["text"] for key, text in server.scene.shown.items() if key.endswith("/name")}
+    assert names == {"mug #2", "desk #1"}
+    status = controls.status.content
+    assert "The mug is on the desk." in status and "objects: mug #2, desk #1." in status, status
+    assert "#99" in status and "'mug standing on #4'" in status and "mug #3" in status, status
+    assert "'mug standing on desk'" not in status  # its pick is among the objects
+    assert controls.find("desk") is not None and highlighted_nodes(server) == [1]  # one highlight at a time
+
+
+def test_ask_errors_go_to_the_status_line(fake_controls, monkeypatch):
+    import httpx
+    import openai
+
+    controls, server = fake_controls
+    refused = openai.AuthenticationError(
+        "bad key", response=httpx.Response(401, request=httpx.Request("POST", "http://x/v1")), body=None
+    )
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    cases = [
+        (None, "no API key"),  # the OpenAI API without a key: nothing is sent
+        (chat_client(refused), "HTTP 401"),
+        (chat_client("The mug, I think.", '{"answer": "The mug."}'), "malformed twice"),
+    ]
+    for client, reason in cases:
+        assert controls.find("lamp") is not None and highlighted_nodes(server) == [5]
+        controls._ask.client = client
+        assert controls.ask("what is on the desk?") is None  # a UserError never reaches the viewer
+        assert reason in controls.status.content and reason in server.notifications[-1], controls.status.content
+        assert highlighted_nodes(server) == [] and controls._ask.answer is None
+
+
+def test_typing_in_the_ask_box_asks_once_without_holding_the_training_lock(fake_controls, monkeypatch):
+    import relationfield.viewer.ask_box as ask_box
+
+    controls, server = fake_controls
+    lock = threading.Lock()
+    controls.viewer.train_lock = lock
+    controls.extraction, builds, checks = None, [], []
+
+    def build():
+        assert lock.locked()  # the field's work pauses training
+        builds.append(1)
+        controls.extraction = fake_extraction()
+        return controls.extraction
+
+    def counted(query, objects, parsed, config=None):
+        checks.append(lock.locked())
+        return answer_referring(query, objects, parsed, config)
+
+    answer_referring = ask_box.answer_referring
+    monkeypatch.setattr(controls, "build_scene_graph", build)
+    monkeypatch.setattr(ask_box, "answer_referring", counted)
+    box = controls._ask
+    box.client = chat_client(chat_answer("The mug.", [2], ["mug standing on desk"]))
+    create = box.client.chat.completions.create
+    locked_during_request = []
+
+    def request(**kwargs):
+        locked_during_request.append(lock.locked())  # the viewer renders while the model answers
+        return create(**kwargs)
+
+    box.client.chat.completions.create = request
+    box.delay = 0.5
+    for text in ("w", "wh", "what is on the desk?"):
+        controls.find_question.cb_hook(SimpleNamespace(value=text))
+    assert box._timer is not None
+    box._timer.join(timeout=10)
+    assert locked_during_request == [False] and checks == [True] and builds == [1]
+    assert box.answer is not None and highlighted_nodes(server) == [2]
+    box._submit("what is on the desk?")  # the callback of setting the box's value from code: not asked twice
+    assert len(box.client.requests) == 1
 
 
 def test_export_records_itself_for_cli_queries(fake_controls, tmp_path):

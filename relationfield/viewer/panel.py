@@ -1,8 +1,7 @@
 """RelationField's viewer panel (:class:`RelationViewerControls`): reference picking, queries, scene graph.
 
-Every GUI callback calls a plain method (:meth:`RelationViewerControls.on_click`,
-:meth:`RelationViewerControls.set_relation_query`, ...) so that everything can be driven without a viser
-server.
+Every GUI callback calls a plain method (:meth:`RelationViewerControls.on_click`, :meth:`~.find`, ...)
+so that everything can be driven without a viser server.
 """
 
 from __future__ import annotations
@@ -15,21 +14,17 @@ from typing import Any
 import numpy as np
 import torch
 from nerfstudio.cameras.rays import RayBundle
-from nerfstudio.viewer.viewer_elements import (
-    ViewerButton,
-    ViewerClick,
-    ViewerDropdown,
-    ViewerSlider,
-    ViewerText,
-)
+from nerfstudio.viewer.viewer_elements import ViewerButton, ViewerClick, ViewerDropdown, ViewerSlider, ViewerText
 from torch import Tensor
 
+from relationfield.ask import AskAnswer
 from relationfield.errors import UserError
 from relationfield.extraction import Extraction, ExtractionConfig, extract_scene_graph, segment
 from relationfield.graph_cache import record_export
 from relationfield.query import OBJECT_NEGATIVES, RELATION_NEGATIVES, parse_query, sample_reference
 from relationfield.referring import ReferringAnswer
 from relationfield.scene_graph import SceneLink, drawn_links, write_scene_graph
+from relationfield.viewer.ask_box import AskBox
 from relationfield.viewer.drawing import draw_reference, draw_scene_graph
 from relationfield.viewer.panel_base import PanelBase
 from relationfield.viewer.referring_box import ReferringBox
@@ -57,6 +52,7 @@ class RelationViewerControls(PanelBase):
 
     * "Find" (``find_query``): a referring query ("mug standing on desk") or an object query ("chair"),
       answered over the scene graph's instances; the best one is highlighted (see :meth:`find`).
+    * "Ask" (``find_question``): a question for a chat model; the answer's objects are highlighted (:meth:`ask`).
     * "Reference" (``pick_mode``): ``point`` uses the clicked surface point as the relation query's z;
       ``object`` uses points of the instance cluster under it.
     * "Pick reference" (``pick_reference``): the next click in the 3D view picks the reference.
@@ -83,6 +79,8 @@ class RelationViewerControls(PanelBase):
         self.pick_reference = ViewerButton("Pick reference", cb_hook=lambda _: self.start_pick())
         self._referring = ReferringBox(self)
         self.find_query = self._referring.text
+        self._ask = AskBox(self)
+        self.find_question = self._ask.text  # the name sorts it right below "Find"
         self.query_object = ViewerText(
             "Object query",
             "",
@@ -240,9 +238,12 @@ class RelationViewerControls(PanelBase):
         self._apply_object_query(text)
 
     def find(self, text: str) -> ReferringAnswer | None:
-        """The "Find" text: highlight the instance a referring or object query means (builds the scene graph
-        on first use); None when there is no answer (the status line says why)."""
+        """The "Find" text: highlight the instance a referring or object query means; None without an answer."""
         return self._referring.find(text)
+
+    def ask(self, question: str) -> AskAnswer | None:
+        """The "Ask" text: the chat model's answer, its objects highlighted; None on an error (see the status)."""
+        return self._ask.ask(question)
 
     def set_threshold(self, value: float) -> None:
         """The "Relevancy threshold" of the composited outputs."""
@@ -366,10 +367,9 @@ class RelationViewerControls(PanelBase):
                 self.say("No run directory to export to.", attention=True)
                 return None
             output_dir = self.run_dir / SCENE_GRAPH_DIR
-        if self.extraction is None and self.build_scene_graph() is None:
+        result = self.extraction if self.extraction is not None else self.build_scene_graph()
+        if result is None:
             return None
-        assert self.extraction is not None
-        result = self.extraction
         paths = write_scene_graph(result.graph, Path(output_dir), result.points_world, result.point_node)
         config_path = None if self.run_dir is None else self.run_dir / "config.yml"
         if config_path is not None and config_path.is_file():

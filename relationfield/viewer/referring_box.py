@@ -6,7 +6,8 @@ the panel's scene graph (built on the first query), as ``relationfield query`` a
 instance is highlighted in the 3D view; the status line names it, the runners-up and the references.
 
 viser sends a text box's value on every keystroke, so the box answers once the text has rested for
-``SUBMIT_DELAY_S`` (a half-typed "m" would otherwise build the scene graph and score every object).
+``SUBMIT_DELAY_S`` (a half-typed "m" would otherwise build the scene graph and score every object);
+:class:`DebouncedBox` does that for the "Ask" box too (:mod:`relationfield.viewer.ask_box`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 import torch
@@ -85,24 +87,16 @@ def describe(answer: ReferringAnswer, names: dict[int, str], runners_up: int = R
     return line + "."
 
 
-class ReferringBox:
-    """The "Find" text box of a panel, and what answering it takes (the panel shows ``text``)."""
+class DebouncedBox:
+    """A text box answered (:meth:`_answer`) once its text has rested for ``delay`` seconds."""
 
-    def __init__(self, host: ReferringHost, config: ReferringConfig | None = None) -> None:
+    def __init__(self, host: ReferringHost, name: str, hint: str) -> None:
         self.host = host
-        self.config = config
-        """Scoring knobs (None: :class:`relationfield.referring.ReferringConfig`'s defaults)."""
-        self.text = ViewerText(
-            "Find",
-            "",
-            cb_hook=lambda e: self.typed(e.value),
-            hint="e.g. 'mug standing on desk', 'the pillow lying on the rug' or 'chair'; '#3' names object 3",
-        )
-        self.answer: ReferringAnswer | None = None
-        """The last answer (None before one, or after an error)."""
+        self.text = ViewerText(name, "", cb_hook=lambda e: self.typed(e.value), hint=hint)
         self.delay = SUBMIT_DELAY_S
         self._timer: threading.Timer | None = None
         self._asked: str | None = None
+        """The text answered last (setting the box's value from code calls back with it)."""
 
     def typed(self, text: str) -> None:
         """The box's callback (every keystroke): answer ``text`` unless more is typed within ``delay``."""
@@ -112,11 +106,33 @@ class ReferringBox:
         self._timer.daemon = True
         self._timer.start()
 
+    def field_lock(self) -> AbstractContextManager[Any]:
+        """The viewer's training lock (the field must not train while it is queried); a no-op without one."""
+        lock = getattr(self.host.viewer, "train_lock", None)
+        return lock if lock is not None else contextlib.nullcontext()
+
     def _submit(self, text: str) -> None:
-        if text == self._asked:
-            return  # already answered (setting the box's value from code calls back too)
-        lock = getattr(self.host.viewer, "train_lock", None)  # the field must not train while it is queried
-        with lock if lock is not None else contextlib.nullcontext():
+        if text != self._asked:  # else already answered
+            self._answer(text)
+
+    def _answer(self, text: str) -> None:
+        """Answer ``text`` (on the timer's thread, not viser's: the viewer keeps rendering meanwhile)."""
+        raise NotImplementedError
+
+
+class ReferringBox(DebouncedBox):
+    """The "Find" text box of a panel, and what answering it takes (the panel shows ``text``)."""
+
+    def __init__(self, host: ReferringHost, config: ReferringConfig | None = None) -> None:
+        hint = "e.g. 'mug standing on desk', 'the pillow lying on the rug' or 'chair'; '#3' names object 3"
+        super().__init__(host, "Find", hint)
+        self.config = config
+        """Scoring knobs (None: :class:`relationfield.referring.ReferringConfig`'s defaults)."""
+        self.answer: ReferringAnswer | None = None
+        """The last answer (None before one, or after an error)."""
+
+    def _answer(self, text: str) -> None:
+        with self.field_lock():
             self.find(text)
 
     def find(self, text: str) -> ReferringAnswer | None:
