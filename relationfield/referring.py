@@ -10,11 +10,13 @@ Scoring (:func:`rank_referring`), with every score in [0, 1]:
 * **subject score** ``s_i``: the mean object relevancy of SUBJECT over instance i's points (1 for every
   instance when the query names no subject);
 * **references** R: every instance whose mean object relevancy for REFERENCE is at least
-  ``reference_share`` x the best one's (with two tables, "the mug on a table" may be on either), or the one
-  node a "#id" names;
+  ``reference_share`` x the best one's (with two tables, "the mug on a table" may be on either), at most
+  ``max_references`` of them (the best), or the one node a "#id" names;
 * **candidates**: the instances whose subject score is at least ``subject_share`` x the best one's and
   that have a reference other than themselves ("the box standing on the box": both boxes are references
-  and candidates, each scored towards the other);
+  and candidates, each scored towards the other), at most ``max_candidates`` of them (the best subject
+  scores: an untrained field scores everything alike, and each candidate costs a relation evaluation per
+  reference);
 * **relation score** ``r_i``: the highest, over the references j in R other than i, of the mean relation
   relevancy of PREDICATE at i's points with the query position z on j's points; **combined**
   ``c_i = s_i * r_i``. Candidates are ranked by ``c_i`` (ties by ``s_i``, then by id),
@@ -71,6 +73,10 @@ class ReferringConfig:
     """Candidates: instances whose subject score is at least this share of the best subject score."""
     reference_share: float = 0.9
     """References: instances whose reference score is at least this share of the best reference score."""
+    max_candidates: int = 8
+    """At most this many candidates (the best subject scores): each costs a relation evaluation per reference."""
+    max_references: int = 4
+    """At most this many references (the best reference scores)."""
 
 
 @dataclass(frozen=True)
@@ -191,10 +197,12 @@ def rank_referring(
         return ReferringAnswer(query, sorted(ranked, key=lambda s: (-s.combined, s.node)))
     references = _references(query, nodes, reference_score, config)
     best_subject = max(subject.values(), default=0.0)
+    shortlist = set(sorted(nodes, key=lambda n: (-subject[n], n))[: config.max_candidates])
     ranked = []
     for node in nodes:
         partners = [ref for ref in references if ref != node]
-        if not partners or best_subject <= 0 or subject[node] < config.subject_share * best_subject:
+        weak = best_subject <= 0 or subject[node] < config.subject_share * best_subject
+        if not partners or weak or node not in shortlist:
             ranked.append(ScoredInstance(node, 0.0, subject[node], 0.0, None, False))
             continue
         relation, via = max(((float(relation_score(node, ref)), ref) for ref in partners), key=lambda r: r[0])
@@ -215,7 +223,8 @@ def _references(
         raise UserError("the scene has no objects to refer to")
     scores = {n: float(reference_score(n)) for n in nodes}
     best = max(scores.values())
-    return [n for n in nodes if scores[n] >= config.reference_share * best]
+    close = sorted((n for n in nodes if scores[n] >= config.reference_share * best), key=lambda n: (-scores[n], n))
+    return sorted(close[: config.max_references])
 
 
 def scores_table(answer: ReferringAnswer, labels: Mapping[int, str] | None = None, top: int = 5) -> list[str]:

@@ -111,6 +111,17 @@ def test_an_object_query_ranks_by_subject_score():
     assert answer.best.node == 6 and answer.references == []
 
 
+def test_an_untrained_field_costs_a_bounded_number_of_relation_evaluations():
+    # every instance looks like the subject and the reference: at most 8 candidates x 4 references are scored
+    calls = []
+    flat = dict.fromkeys(range(30), 0.5)
+    answer = rank_referring(
+        ReferringQuery("mug", "standing on", "desk"), flat, flat.get, flat.get, lambda c, r: calls.append((c, r)) or 0.5
+    )
+    assert len(answer.references) == 4 and sum(item.candidate for item in answer.ranked) == 8
+    assert len(calls) <= 8 * 4 and len(answer.ranked) == 30
+
+
 def test_an_unknown_node_id_is_a_clear_error():
     with pytest.raises(UserError, match="no object #9"):
         rank_referring(ReferringQuery("mug", "standing on", "#9"), SUBJECT, SUBJECT.get, DESK.get, relation)
