@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from torch import Tensor
 
 from relationfield.atomic import atomic_write
 from relationfield.errors import UserError
 from relationfield.extraction import ExtractionConfig, Progress, extract_scene_graph, no_progress
-from relationfield.query import FieldQuery
+from relationfield.query import FieldQuery, instance_points
 from relationfield.scene_graph import PLY_FILE, SceneGraph, read_ply, read_scene_graph, write_scene_graph
 from relationfield.vocab import object_vocab
 
@@ -50,14 +51,9 @@ class GraphFiles:
     source: str
     """"graph" (given folder), "export" or "cache"."""
 
-    def node_points(self) -> dict[int, np.ndarray]:
-        """node id -> its points (world frame), for the graph's nodes that have points."""
-        out = {}
-        for node in self.graph.nodes:
-            points = self.points_world[self.point_node == node.id]
-            if len(points):
-                out[node.id] = points
-        return out
+    def instances(self, query: FieldQuery) -> dict[int, Tensor]:
+        """node id -> its points in ``query``'s model frame, for the graph's nodes that have points."""
+        return instance_points(query, [node.id for node in self.graph.nodes], self.points_world, self.point_node)
 
 
 def checkpoint_key(config_path: Path) -> str:

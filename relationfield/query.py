@@ -16,10 +16,11 @@ viewer alike.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
@@ -228,6 +229,19 @@ def sample_reference(points: Tensor, count: int = REFERENCE_SAMPLES) -> Tensor:
     """At most ``count`` of an object's points (the same ones on every call), as relation query positions."""
     picks = torch.randperm(len(points), generator=torch.Generator().manual_seed(0))[:count]
     return points[picks]
+
+
+def instance_points(
+    query: FieldQuery, node_ids: Iterable[int], points_world: np.ndarray, point_node: np.ndarray
+) -> dict[int, Tensor]:
+    """Node id -> its points in the model's frame, for the nodes of ``node_ids`` that have points (an export's
+    or an extraction's world-frame points and their node ids)."""
+    objects = {}
+    for node in node_ids:
+        points = points_world[point_node == node]
+        if len(points):
+            objects[int(node)] = query.to_model(torch.from_numpy(np.asarray(points)).float())
+    return objects
 
 
 def find_reference(query: FieldQuery, objects: Mapping[int, Tensor], reference: str) -> int:

@@ -632,7 +632,7 @@ def test_export_records_itself_for_cli_queries(fake_controls, tmp_path):
     assert paths is not None and paths["json"].parent == tmp_path / "scene_graph"
     found = find_graph(tmp_path / "config.yml")
     assert found is not None and found.source == "export" and found.directory == (tmp_path / "scene_graph").resolve()
-    assert sorted(found.node_points()) == sorted(SCENE_LABELS)
+    assert sorted(found.instances(SimpleNamespace(to_model=lambda points: points))) == sorted(SCENE_LABELS)
 
 
 # --------------------------------------------------------------------------- ns-viewer in a browser

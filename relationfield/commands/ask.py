@@ -103,7 +103,6 @@ class Ask:
 
     def _referring_check(self, scene: GraphFiles):
         """A check of referring expressions against the loaded run: the node id its referring query picks."""
-        import torch
 
         from relationfield.query import FieldQuery, answer_referring
         from relationfield.referring import parse_referring
@@ -112,7 +111,7 @@ class Ask:
         if self.load_config is None:
             raise UserError("--check-referring needs --load-config (the run to check the answer against)")
         query = FieldQuery.load(self.load_config)
-        objects = {i: query.to_model(torch.from_numpy(p).float()) for i, p in scene.node_points().items()}
+        objects = scene.instances(query)
         predicates = [*predicate_vocab(), *query.relation_texts()]
 
         def check(phrase: str) -> int | None:

@@ -46,7 +46,6 @@ class Query:
     """Training view rendered for --image."""
 
     def main(self) -> None:
-        import torch
 
         from relationfield.graph_cache import segmented_scene
         from relationfield.query import FieldQuery, answer_referring
@@ -65,7 +64,7 @@ class Query:
             bar, progress = rich_progress()
             with bar:
                 scene = segmented_scene(query, self.load_config, self.graph, progress=progress)
-            objects = {i: query.to_model(torch.from_numpy(p).float()) for i, p in scene.node_points().items()}
+            objects = scene.instances(query)
             if not objects:
                 raise UserError("the run's segmentation has no objects; train longer or check the labels")
             answer = answer_referring(query, objects, parsed)

@@ -19,7 +19,13 @@ from relationfield.errors import UserError
 from relationfield.extraction import Extraction
 from relationfield.query import FieldQuery, answer_referring
 from relationfield.viewer.drawing import draw_found
-from relationfield.viewer.referring_box import FOUND_GROUP, DebouncedBox, ReferringHost, instance_points, parse_find
+from relationfield.viewer.referring_box import (
+    FOUND_GROUP,
+    DebouncedBox,
+    ReferringHost,
+    extraction_instances,
+    parse_find,
+)
 
 HINT = 'a question about the scene, e.g. "what is on the sofa?" (needs OPENAI_API_KEY or OPENAI_BASE_URL)'
 
@@ -60,7 +66,7 @@ class AskBox(DebouncedBox):
                 extraction = self.host.extraction
                 if extraction is None and (extraction := self.host.build_scene_graph()) is None:
                     return None  # the build said why
-                objects = instance_points(query, extraction)
+                objects = extraction_instances(query, extraction)
             self.host.say(f"Asking the chat model {question!r}...")
             answer = ask_scene_graph(
                 extraction.graph,

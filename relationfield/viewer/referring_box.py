@@ -18,14 +18,13 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-import torch
 from nerfstudio.viewer.viewer_elements import ViewerText
 from torch import Tensor
 from viser import ViserServer
 
 from relationfield.errors import UserError
 from relationfield.extraction import Extraction
-from relationfield.query import FieldQuery, answer_referring
+from relationfield.query import FieldQuery, answer_referring, instance_points
 from relationfield.referring import ReferringAnswer, ReferringConfig, ReferringQuery, parse_referring
 from relationfield.viewer.drawing import draw_found
 from relationfield.vocab import predicate_vocab
@@ -61,14 +60,10 @@ def parse_find(query: FieldQuery, text: str) -> ReferringQuery:
     return parse_referring(text, [*predicate_vocab(), *query.relation_texts()])
 
 
-def instance_points(query: FieldQuery, extraction: Extraction) -> dict[int, Tensor]:
-    """Node id -> its points (nerfstudio frame) for the scene graph's nodes that have points."""
-    objects = {}
-    for node in extraction.graph.nodes:
-        points = extraction.points_world[extraction.point_node == node.id]
-        if len(points):
-            objects[node.id] = query.to_model(torch.from_numpy(points).float())
-    return objects
+def extraction_instances(query: FieldQuery, extraction: Extraction) -> dict[int, Tensor]:
+    """Node id -> its points (model frame) for the built scene graph's nodes that have points."""
+    node_ids = [node.id for node in extraction.graph.nodes]
+    return instance_points(query, node_ids, extraction.points_world, extraction.point_node)
 
 
 def describe(answer: ReferringAnswer, names: dict[int, str], runners_up: int = RUNNERS_UP) -> str:
@@ -149,7 +144,7 @@ class ReferringBox(DebouncedBox):
             extraction = self.host.extraction
             if extraction is None and (extraction := self.host.build_scene_graph()) is None:
                 return None  # the build said why
-            objects = instance_points(query, extraction)
+            objects = extraction_instances(query, extraction)
             if not objects:
                 raise UserError("the scene graph has no objects to answer with; train longer or check the labels")
             answer = answer_referring(query, objects, parsed, self.config)
