@@ -46,3 +46,61 @@ def predicate_vocab(path: Path | None = None) -> list[str]:
     if not entries:
         raise UserError(f"predicate vocabulary {path or PREDICATE_VOCAB} has no predicate besides 'none'")
     return entries
+
+
+# --------------------------------------------------------------------------- predicate families
+
+PREDICATE_FAMILIES: dict[str, tuple[str, ...]] = {
+    "support": ("supported by", "standing on", "lying on", "leaning against", "cover", "on", "on top of"),
+    "attachment": (
+        "attached to",
+        "hanging on",
+        "connected to",
+        "part of",
+        "belonging to",
+        "build in",
+        "built in",
+        "mounted on",
+    ),
+    "containment": ("inside", "standing in", "lying in", "hanging in", "in", "contains"),
+    "proximity": (
+        "close by",
+        "left",
+        "right",
+        "front",
+        "behind",
+        "near",
+        "next to",
+        "beside",
+        "in front of",
+        "left of",
+        "right of",
+        "to the left of",
+        "to the right of",
+    ),
+    "comparison": ("bigger than", "smaller than", "higher than", "lower than", "taller than", "shorter than"),
+    "similarity": ("same as", "same symmetry as", "same symbol as", "same color as", "same colour as"),
+}
+"""Predicate families, by what a relation says: one object holding up another (support), fixed to or part of
+it (attachment), within it (containment), where it is (proximity), how the two compare in size or height
+(comparison), or that they look alike (similarity). Every 3DSSG predicate has a family, as do a few common
+wordings; any other predicate is in :data:`OTHER_FAMILY`. The scene-graph picture colours relations by family."""
+
+OTHER_FAMILY = "other"
+"""The family of a predicate that no family of :data:`PREDICATE_FAMILIES` lists."""
+
+_FAMILY_OF = {predicate: family for family, predicates in PREDICATE_FAMILIES.items() for predicate in predicates}
+
+ROOM_STRUCTURE_LABELS: tuple[str, ...] = ("floor", "wall", "ceiling", "shower floor", "shower wall")
+"""Object classes that are the room itself rather than things in it (the scene-graph picture's outline)."""
+
+
+def predicate_family(predicate: str) -> str:
+    """The family of ``predicate`` (case and surrounding spaces ignored): a key of :data:`PREDICATE_FAMILIES`,
+    or :data:`OTHER_FAMILY`."""
+    return _FAMILY_OF.get(" ".join(predicate.lower().split()), OTHER_FAMILY)
+
+
+def is_room_structure(label: str) -> bool:
+    """Whether an object class is part of the room (:data:`ROOM_STRUCTURE_LABELS`), case ignored."""
+    return " ".join(label.lower().split()) in ROOM_STRUCTURE_LABELS

@@ -1,4 +1,4 @@
-"""Node colours: distinct, deterministic colours per node id, grey for points in no node."""
+"""Colours: distinct, deterministic ones per node id (grey for points in no node), one per predicate family."""
 
 from __future__ import annotations
 
@@ -7,10 +7,28 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["NOISE_COLOR", "node_colors"]
+__all__ = ["FAMILY_COLORS", "NOISE_COLOR", "family_color", "node_colors"]
 
 NOISE_COLOR = (128, 128, 128)
 """Colour of points that belong to no node (node id -1)."""
+
+FAMILY_COLORS: dict[str, str] = {
+    "support": "#d55e00",
+    "attachment": "#0072b2",
+    "containment": "#009e73",
+    "similarity": "#b4408e",
+    "proximity": "#c89400",
+    "comparison": "#8c8c8c",
+    "other": "#3c3c3c",
+}
+"""Colour of each predicate family (:data:`relationfield.vocab.PREDICATE_FAMILIES`, plus "other"): the
+Okabe-Ito colour-blind-safe hues, the strong ones for the families the picture draws by default."""
+
+
+def family_color(family: str) -> str:
+    """The colour of a predicate family (that of "other" for a family without one)."""
+    return FAMILY_COLORS.get(family, FAMILY_COLORS["other"])
+
 
 _GOLDEN = 0.6180339887498949
 _PLASTIC = 0.7548776662466927
