@@ -1,7 +1,16 @@
-"""``points.ply``: surface points with their colours and node ids (binary little-endian PLY)."""
+"""PLY point clouds: surface points with their colours, node ids and other per-point properties.
+
+Every file is binary little-endian with standard property types only, so that Open3D, trimesh and
+CloudCompare read it: ``x y z`` (float), ``red green blue`` (uchar), then, when given, ``node`` (int) and
+further properties, integer ones as ``int`` (int32) and the others as ``float`` (float32). trimesh loads
+such a file as a ``PointCloud`` whose ``metadata["_ply_raw"]["vertex"]["data"]`` holds every property;
+CloudCompare shows the extra properties as scalar fields. ``comment`` lines in the header say what the
+properties mean (trimesh and Open3D skip them; CloudCompare shows them in the header).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -11,27 +20,45 @@ from relationfield.errors import UserError
 
 __all__ = ["as_colors", "as_node_ids", "as_points", "read_ply", "write_ply"]
 
+_CORE = ("x", "y", "z", "red", "green", "blue", "node")
+"""Properties :func:`write_ply` writes itself; extra properties may not take these names."""
 
-def write_ply(path: Path, points: np.ndarray, colors: np.ndarray, node_ids: np.ndarray | None = None) -> None:
-    """Binary little-endian PLY: ``x y z`` (float32), ``red green blue`` (uchar) and, with ``node_ids``,
-    an int32 ``node`` property per vertex.
 
-    ``colors`` are uint8 (any integer type in 0..255, or floats in 0..1). Replaced atomically.
+def write_ply(
+    path: Path,
+    points: np.ndarray,
+    colors: np.ndarray,
+    node_ids: np.ndarray | None = None,
+    *,
+    properties: Mapping[str, np.ndarray] | None = None,
+    comments: Sequence[str] = (),
+) -> None:
+    """Binary little-endian PLY: ``x y z`` (float32), ``red green blue`` (uchar), with ``node_ids`` an
+    int32 ``node`` property, then each of ``properties`` in order (integers as int32, others as float32).
+
+    ``colors`` are uint8 (any integer type in 0..255, or floats in 0..1). ``comments`` go to the header,
+    one ``comment`` line each. Everything is checked before the file is replaced (atomically).
     """
     from plyfile import PlyData, PlyElement  # imported when used: the package imports with numpy alone
 
     xyz = as_points(points)
     rgb = as_colors(colors, len(xyz))
     ids = as_node_ids(node_ids, len(xyz))
+    extra = _as_properties(properties or {}, len(xyz))
+    lines = [_comment_line(text) for text in comments]
     fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")]
-    vertex = np.empty(len(xyz), dtype=fields + ([("node", "<i4")] if ids is not None else []))
+    fields += [("node", "<i4")] if ids is not None else []
+    fields += [(name, values.dtype.str) for name, values in extra.items()]
+    vertex = np.empty(len(xyz), dtype=fields)
     for axis, name in enumerate("xyz"):
         vertex[name] = xyz[:, axis]
     for channel, name in enumerate(("red", "green", "blue")):
         vertex[name] = rgb[:, channel]
     if ids is not None:
         vertex["node"] = ids
-    data = PlyData([PlyElement.describe(vertex, "vertex")], text=False, byte_order="<")
+    for name, values in extra.items():
+        vertex[name] = values
+    data = PlyData([PlyElement.describe(vertex, "vertex")], text=False, byte_order="<", comments=lines)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as handle:
@@ -89,12 +116,41 @@ def as_node_ids(node_ids: np.ndarray | None, count: int) -> np.ndarray | None:
     """[N] integer node ids as int32 (or None)."""
     if node_ids is None:
         return None
-    ids = np.asarray(node_ids)
-    if ids.shape != (count,):
-        raise ValueError(f"node ids must be an [N] array matching {count} points, got shape {ids.shape}")
-    if count and not np.issubdtype(ids.dtype, np.integer):
-        raise ValueError(f"node ids must be integers, got dtype {ids.dtype}")
+    return _as_int32(node_ids, count, "node ids")
+
+
+def _as_int32(values: np.ndarray, count: int, what: str) -> np.ndarray:
+    """[N] integers as int32 (an empty array of any dtype passes)."""
+    array = np.asarray(values)
+    if array.shape != (count,):
+        raise ValueError(f"{what} must be an [N] array matching {count} points, got shape {array.shape}")
+    if count and not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"{what} must be integers, got dtype {array.dtype}")
     limits = np.iinfo(np.int32)
-    if count and (ids.min() < limits.min or ids.max() > limits.max):
-        raise ValueError("node ids must fit in int32")
-    return ids.astype(np.int32)
+    if count and (array.min() < limits.min or array.max() > limits.max):
+        raise ValueError(f"{what} must fit in int32")
+    return array.astype("<i4")
+
+
+def _as_properties(properties: Mapping[str, np.ndarray], count: int) -> dict[str, np.ndarray]:
+    """Extra per-point properties as int32 (integer arrays) or finite float32 (the others)."""
+    checked: dict[str, np.ndarray] = {}
+    for name, values in properties.items():
+        if name in _CORE or not name.isidentifier():
+            raise ValueError(f"{name!r} cannot name an extra PLY property (reserved or not a plain name)")
+        array = np.asarray(values)
+        if np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_:
+            checked[name] = _as_int32(array.astype(np.int64), count, f"property {name!r}")
+            continue
+        if array.shape != (count,) or not np.issubdtype(array.dtype, np.floating):
+            raise ValueError(f"property {name!r} must be an [N] array of numbers matching {count} points")
+        if not np.isfinite(array).all():
+            raise ValueError(f"property {name!r} must be finite (found NaN or inf)")
+        checked[name] = array.astype("<f4")
+    return checked
+
+
+def _comment_line(text: str) -> str:
+    """One header comment: a single line of printable ASCII (PLY headers are ASCII, line by line)."""
+    line = " ".join(str(text).split())
+    return line.encode("ascii", "replace").decode("ascii")

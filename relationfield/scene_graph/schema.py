@@ -28,7 +28,16 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from relationfield.errors import UserError
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "GraphRecord", "LinkRecord", "NodeRecord", "header", "parse_scene_graph"]
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "GraphRecord",
+    "LinkRecord",
+    "NodeRecord",
+    "describe_error",
+    "header",
+    "parse_scene_graph",
+]
 
 FORMAT_NAME = "relationfield-scene-graph"
 FORMAT_VERSION = 1
@@ -199,7 +208,13 @@ def parse_scene_graph(data: Any) -> GraphRecord:
     try:
         return GraphRecord.model_validate(data)
     except ValidationError as error:
-        raise UserError(f"invalid scene graph: {_describe(error.errors()[0])}") from None
+        raise UserError(f"invalid scene graph: {describe_error(error)}") from None
+
+
+def describe_error(error: ValidationError) -> str:
+    """The first problem of a validation error as this module says it (``nodes[0].id must be an integer,
+    not '1'``): the other file formats of the package report theirs the same way."""
+    return _describe(error.errors()[0])
 
 
 # --------------------------------------------------------------------------- error messages
