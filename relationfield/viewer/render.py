@@ -1,6 +1,8 @@
 """Tensor helpers behind the viewer's outputs and picks: colour maps, relevancy at surface points, ray picks.
 
-None of them needs a viser server; the panel (:mod:`relationfield.viewer.panel`) calls them.
+None of them needs a viser server; the panel (:mod:`relationfield.viewer.panel`) calls them. The relevancy
+images themselves (colour map, compositing, relevancy at surface points) live in
+:mod:`relationfield.relevancy_image`, shared with ``relationfield render``; they are re-exported here.
 """
 
 from __future__ import annotations
@@ -13,13 +15,28 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from nerfstudio.cameras.rays import RayBundle
-from nerfstudio.utils.colormaps import apply_float_colormap
 from torch import Tensor, nn
 
-from relationfield.query import FieldQuery
+from relationfield.relevancy_image import (
+    MIN_ACCUMULATION,
+    composite_relevancy,
+    relevancy_colors,
+    surface_relevancy,
+)
 
-MIN_ACCUMULATION = 0.5
-"""A click (or pixel) whose rendered opacity is lower hit no surface."""
+__all__ = [
+    "CLICK_PIXEL_AREA",
+    "MIN_ACCUMULATION",
+    "cluster_at",
+    "composite_relevancy",
+    "evaluating",
+    "instance_colors",
+    "relevancy_colors",
+    "surface_point",
+    "surface_relevancy",
+    "viser_scale",
+]
+
 CLICK_PIXEL_AREA = 1e-6
 """Pixel area given to a clicked ray (Nerfacto's field does not depend on it)."""
 
@@ -43,19 +60,6 @@ def evaluating(model: nn.Module) -> Iterator[None]:
     finally:
         if was_training:
             model.train()
-
-
-def relevancy_colors(relevancy: Tensor) -> Tensor:
-    """[H, W] relevancy in [0, 1] -> [H, W, 3] turbo colours."""
-    return apply_float_colormap(relevancy.clamp(0, 1)[..., None].float(), colormap="turbo")
-
-
-def composite_relevancy(rgb: Tensor, relevancy: Tensor, threshold: float) -> Tensor:
-    """The rendered colours with the relevancy colour map over pixels above ``threshold`` (LERF-style)."""
-    span = max(1.0 - threshold, 1e-6)
-    colors = relevancy_colors((relevancy - threshold) / span)
-    above = (relevancy > threshold)[..., None]
-    return torch.where(above, colors, rgb.clamp(0, 1).float())
 
 
 def instance_colors(features: Tensor, seed: int = 0) -> Tensor:
@@ -105,37 +109,3 @@ def cluster_at(points: Tensor, labels: np.ndarray, point: Tensor, voxels_per_sid
     if label < 0 or float(distances[nearest]) > tolerance:
         return None
     return points[torch.from_numpy(labels == label)]
-
-
-@torch.no_grad()
-def surface_relevancy(
-    query: FieldQuery,
-    bundle: RayBundle,
-    outputs: dict[str, Tensor],
-    object_text: str = "",
-    relation_text: str = "",
-    reference: Tensor | None = None,
-) -> dict[str, Tensor]:
-    """Relevancy [H, W] at each pixel's expected-depth point: "object" for an object text, "relation" for a
-    relation text to ``reference`` points (0 where the pixel hit no surface; {} when there is nothing to do)."""
-    wanted = {"object": bool(object_text), "relation": bool(relation_text and reference is not None)}
-    if not any(wanted.values()) or "expected_depth" not in outputs:
-        return {}
-    origins = bundle.origins.to(outputs["expected_depth"].device)
-    directions = bundle.directions.to(origins.device)
-    points = (origins + directions * outputs["expected_depth"]).reshape(-1, 3)
-    hit = outputs["accumulation"].reshape(-1) >= MIN_ACCUMULATION
-    maps: dict[str, Tensor] = {}
-    for name, active in wanted.items():
-        if not active:
-            continue
-        values = torch.zeros(len(points), device=points.device)
-        if hit.any():
-            if name == "object":
-                scores = query.object_relevancy(points[hit], object_text)
-            else:
-                assert reference is not None
-                scores = query.relation_relevancy(points[hit], reference, relation_text)
-            values[hit] = scores.to(values)
-        maps[name] = values.reshape(outputs["expected_depth"].shape[:-1])
-    return maps
