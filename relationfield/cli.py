@@ -23,6 +23,7 @@ from relationfield.commands.doctor import Doctor
 from relationfield.commands.evaluate import Eval
 from relationfield.commands.export import ExportTarget
 from relationfield.commands.query import Query
+from relationfield.commands.render import Render
 from relationfield.errors import UserError
 
 
@@ -65,6 +66,7 @@ SUBCOMMANDS: dict[str, object] = {
     "export": ExportTarget,
     "eval": Eval,
     "query": Query,
+    "render": Render,
     "ask": Ask,
     "doctor": Doctor,
 }
@@ -91,6 +93,11 @@ def entrypoint(argv: list | None = None) -> None:
         args=argv,
         description="RelationField: relations and 3D scene graphs from radiance fields.",
     )
+    run_command(command)
+
+
+def run_command(command: Any) -> None:
+    """``command.main()``: a user error is one line on stderr and exit status 2, Ctrl-C exit status 130."""
     quiet_known_library_warnings()
     try:
         command.main()
