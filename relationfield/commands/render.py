@@ -81,11 +81,11 @@ class Render:
                 codec = encode_mp4(frames, self.output, self.fps or path.fps(), progress("encoding", len(frames)))
         seconds = time.perf_counter() - start
         if self.frames_only:
-            print(f"{len(frames)} frames in {frames_dir}/ ({seconds:.1f} s)")
+            print(f"{what}: {len(frames)} frames in {frames_dir}/ ({seconds:.1f} s)")
             return
         if not self.keep_frames:
             remove_frames(frames)
-        print(f"{self.output} ({codec}, {len(frames)} frames, {seconds:.1f} s)")
+        print(f"{what}: {self.output} ({codec}, {len(frames)} frames, {seconds:.1f} s)")
 
     def frames_dir(self) -> Path:
         """Where the PNG frames go: --output itself with --frames-only (minus a .mp4 suffix), else OUT_frames/."""
