@@ -124,3 +124,12 @@ def test_render_scale_shrinks_large_views_to_the_pixel_budget_and_never_enlarges
     assert render_scale(1920 * 1080, 3072) * 1920 * render_scale(1920 * 1080, 3072) * 1080 == pytest.approx(3072)
     assert render_scale(64 * 48, 3072) == 1.0 and render_scale(32 * 24, 3072) == 1.0
     assert render_scale(1920 * 1080, 0) == 1.0
+
+
+def test_export_command_defaults_are_the_extraction_defaults():
+    from relationfield.commands.export import ExportPointcloud, ExportSceneGraph
+
+    for command in (ExportSceneGraph, ExportPointcloud):
+        for name in ("max_views", "view_pixels"):
+            assert getattr(command, name) == getattr(ExtractionConfig, name), (command.__name__, name)
+    assert ExportSceneGraph.max_distance == ExtractionConfig.max_distance

@@ -35,7 +35,7 @@ class ExportSceneGraph:
     """Score every ordered pair of objects, not only those within --max-distance."""
     max_distance: float = 3.0
     """Candidate pairs are objects whose boxes are at most this far apart (world units)."""
-    max_views: int = 40
+    max_views: int = 80
     """Training views rendered to find surface points (evenly spread)."""
     view_pixels: int = 4096
     """Larger views are rendered downscaled to about this many pixels (0 = full resolution; raise it on a GPU)."""
@@ -92,7 +92,7 @@ class ExportPointcloud:
     """config.yml of a relationfield or relationfield-lite run."""
     output_dir: Path
     """Directory to write points.ply (or the query's points) to."""
-    max_views: int = 40
+    max_views: int = 80
     """Training views rendered to find surface points (evenly spread)."""
     view_pixels: int = 4096
     """Larger views are rendered downscaled to about this many pixels (0 = full resolution; raise it on a GPU)."""
