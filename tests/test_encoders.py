@@ -65,6 +65,46 @@ def test_offline_minilm() -> None:
         encoder.encode("bigger than")  # type: ignore[arg-type]
 
 
+def test_offline_minilm_gives_sentence_transformers_embeddings() -> None:
+    from relationfield.encoders.minilm import MiniLMTextEncoder
+
+    encoder = load_text_encoder()
+    assert isinstance(encoder, MiniLMTextEncoder)  # the torch-only back end, not sentence-transformers
+    texts = ["standing on", "a chair", "the mug on the desk, not the one on the cabinet", "none", "Ünïcode façade"]
+    texts += ["word " * 400]  # past max_seq_length: both cut it at 256 tokens
+    texts += [f"object number {i}" for i in range(70)]  # more than one batch
+    expected = torch.nn.functional.normalize(_offline_sentence_transformer().encode(texts, convert_to_tensor=True).float(), dim=-1)
+    assert (encoder.encode(texts) - expected).abs().max() < 1e-5
+
+
+def test_offline_minilm_loads_without_sentence_transformers() -> None:
+    code = (
+        "import sys; from relationfield.encoders import load_text_encoder; load_text_encoder(); "
+        "print([m for m in ('sentence_transformers', 'transformers', 'sklearn', 'open_clip') if m in sys.modules])"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_minilm_refuses_other_models(tmp_path: Path) -> None:
+    import json
+
+    from relationfield.encoders.minilm import BertEncoder, load_minilm
+
+    for name in ("modules.json", "config.json", "sentence_bert_config.json", "tokenizer.json"):
+        (tmp_path / name).write_bytes((offline_model_path() / name).read_bytes())
+    (tmp_path / "1_Pooling").mkdir()
+    (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
+    with pytest.raises(ValueError, match="not a mean-pooled transformer"):
+        load_minilm("cls-pooled", tmp_path)
+    config = json.loads((offline_model_path() / "config.json").read_text())
+    with pytest.raises(ValueError, match="lacks 21 BERT weights, e.g. embeddings.word_embeddings.weight"):
+        BertEncoder({**config, "num_hidden_layers": 1}).load_bert_weights({})  # 5 embedding + 16 layer names
+    with pytest.raises(ValueError, match="GELU"):
+        BertEncoder({**config, "hidden_act": "relu"})
+
+
 def test_unknown_model_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="Could not load"):
         load_text_encoder(str(tmp_path / "no-such-model"))

@@ -34,7 +34,8 @@ Image encoders (:class:`ImageEncoder`) have the same ``name``/``dim`` and
 Modules:
 
 * :mod:`relationfield.encoders.base` - the :class:`TextEncoder` and :class:`ImageEncoder` interfaces
-* :mod:`relationfield.encoders.sentence` - sentence-transformers back ends (MiniLM, any name) and their loading
+* :mod:`relationfield.encoders.sentence` - sentence-transformers back ends (jina, any name) and their loading
+* :mod:`relationfield.encoders.minilm` - the offline all-MiniLM-L6-v2 on torch alone (no sentence-transformers import)
 * :mod:`relationfield.encoders.jina` - jina-embeddings-v3 at pinned revisions of the model and its remote code
 * :mod:`relationfield.encoders.load_errors` - known load failures of remote model code and the fix to name
 * :mod:`relationfield.encoders.selfcheck` - the check of every loaded text encoder ("wrong weights")

