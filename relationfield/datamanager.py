@@ -101,7 +101,7 @@ class RelationFieldDataManagerConfig(VanillaDataManagerConfig):
     depth_supervision: bool = False
     """Load frames' depth_file_path maps and supervise expected depth with them."""
     sampler_seed: int = 0
-    """Seed of the pair sampler."""
+    """Seed of the pair sampler (under DDP each process adds its global rank, so ranks draw different pairs)."""
 
 
 def capture_dir(data: Path) -> Path:
@@ -176,7 +176,7 @@ class RelationFieldDataManager(VanillaDataManager[RelationFieldDataset]):
             labels,
             images_per_batch=self.config.images_per_batch,
             relation_pair_fraction=self.config.relation_pair_fraction,
-            seed=self.config.sampler_seed,
+            seed=self.config.sampler_seed + _global_rank(),
             object_pair_fraction=self.config.object_pair_fraction,
         )
         self.train_pixel_sampler = PairPixelSampler(
@@ -212,3 +212,11 @@ class RelationFieldDataManager(VanillaDataManager[RelationFieldDataset]):
             ray_bundle.metadata = {}
         ray_bundle.metadata["partner"] = batch["partner"][:, None].to(ray_bundle.origins.device)
         return ray_bundle, batch
+
+
+def _global_rank() -> int:
+    """This process's rank among all DDP processes (0 without DDP); nerfstudio hands the datamanager only the
+    rank on this machine."""
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0

@@ -1,10 +1,11 @@
 """Host memory of a loaded label store (a figure to report, not a pass/fail test).
 
-Writes a synthetic store with random data (default: 200 frames of 640x480, 40 masks and 10
-relations per frame, 512-d semantic and relation embeddings) to a temporary directory, opens it in
-a fresh Python process and prints the store's tensor bytes and the process's peak RSS increase.
+For each size (default: 200 and 2,000 frames of 640x480, 40 masks and 10 relations per frame, 512-d
+semantic and relation embeddings) writes a synthetic store with random data to a temporary directory,
+opens it in a fresh Python process (checking the images' hashes, as training does) and prints the time to
+open it, the store's tensor bytes and the process's peak RSS increase.
 
-    python scripts/benchmark_label_memory.py [--frames 200] [--height 480] [--width 640] ...
+    python scripts/benchmark_label_memory.py [--frames 200 2000] [--height 480] [--width 640] ...
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -81,18 +81,14 @@ def measure_open(labels_dir: Path, data_dir: Path) -> dict[str, float]:
     from relationfield.labels import LabelStore
 
     base_peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    tracemalloc.start()
     start = time.perf_counter()
     store = LabelStore.open(labels_dir, data_dir=data_dir)
     seconds = time.perf_counter() - start
-    _, traced_peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "nbytes": store.nbytes(),
         "segments_bytes": sum(s.numel() * s.element_size() for s in store.segments),
         "peak_rss_increase": (peak_kib - base_peak_kib) * 1024,
-        "tracemalloc_peak": traced_peak,
         "open_seconds": seconds,
         "frames": store.num_frames,
         "masks": store.num_masks,
@@ -102,12 +98,12 @@ def measure_open(labels_dir: Path, data_dir: Path) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=200)
-    parser.add_argument("--height", type=int, default=480)
-    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--frames", type=int, nargs="+", default=[200, 2000], help="store sizes to measure, in frames")
+    parser.add_argument("--height", type=int, default=480, help="segment map height (pixels)")
+    parser.add_argument("--width", type=int, default=640, help="segment map width (pixels)")
     parser.add_argument("--masks", type=int, default=40, help="masks per frame")
     parser.add_argument("--relations", type=int, default=10, help="relations per frame")
-    parser.add_argument("--predicates", type=int, default=26)
+    parser.add_argument("--predicates", type=int, default=26, help="predicates in the store's table")
     parser.add_argument("--dim", type=int, default=512, help="semantic and relation embedding dimension")
     parser.add_argument("--open-only", nargs=2, metavar=("LABELS_DIR", "DATA_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -116,6 +112,12 @@ def main() -> None:
         print(json.dumps(measure_open(Path(args.open_only[0]), Path(args.open_only[1]))))
         return
 
+    for frames in args.frames:
+        measure(argparse.Namespace(**{**vars(args), "frames": frames}))
+
+
+def measure(args: argparse.Namespace) -> None:
+    """Write, open (in a fresh process) and report one store size."""
     with tempfile.TemporaryDirectory(prefix="relationfield-label-memory-") as tmp:
         start = time.perf_counter()
         data_dir, labels_dir = write_synthetic_store(Path(tmp), args)
@@ -138,8 +140,7 @@ def main() -> None:
     print(f"  opened in {figures['open_seconds']:.2f} s")
     print(f"  store tensors (nbytes):      {figures['nbytes'] / MIB:8.1f} MiB")
     print(f"    of which segment maps:     {figures['segments_bytes'] / MIB:8.1f} MiB")
-    print(f"  peak RSS increase on open:   {figures['peak_rss_increase'] / MIB:8.1f} MiB")
-    print(f"  tracemalloc peak on open:    {figures['tracemalloc_peak'] / MIB:8.1f} MiB")
+    print(f"  peak RSS increase on open:   {figures['peak_rss_increase'] / MIB:8.1f} MiB", flush=True)
 
 
 if __name__ == "__main__":
