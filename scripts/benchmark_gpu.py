@@ -53,7 +53,11 @@ def _capture(args: Args) -> Path:
     capture = args.output / f"capture-{args.frames}x{args.resolution}-seed{args.seed}"
     if not (capture / "relationfield" / "manifest.json").is_file():
         generate_capture(
-            capture, seed=args.seed, num_frames=args.frames, resolution=parse_resolution(args.resolution), overwrite=True
+            capture,
+            seed=args.seed,
+            num_frames=args.frames,
+            resolution=parse_resolution(args.resolution),
+            overwrite=True,
         )
         label_from_ground_truth(capture, progress=False)
     return capture
@@ -86,7 +90,11 @@ def main(args: Args) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     capture = _capture(args)
     device = "cuda" if cuda else "cpu"
-    results: dict = {"steps": args.steps, "capture": str(capture), "device": torch.cuda.get_device_name() if cuda else "cpu"}
+    results: dict = {
+        "steps": args.steps,
+        "capture": str(capture),
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+    }
     for name in ("relationfield", "nerfacto"):
         config = _config(name, device, args.dry_run)
         _common(config, capture, args.output / "runs", args.steps)

@@ -33,9 +33,14 @@ class _Layer(nn.Module):
     def __init__(self, width: int, heads: int, inner: int, eps: float) -> None:
         super().__init__()
         self.heads = heads
-        self.query, self.key, self.value = nn.Linear(width, width), nn.Linear(width, width), nn.Linear(width, width)
-        self.attention_out, self.attention_norm = nn.Linear(width, width), nn.LayerNorm(width, eps=eps)
-        self.inner, self.out, self.out_norm = nn.Linear(width, inner), nn.Linear(inner, width), nn.LayerNorm(width, eps=eps)
+        self.query = nn.Linear(width, width)
+        self.key = nn.Linear(width, width)
+        self.value = nn.Linear(width, width)
+        self.attention_out = nn.Linear(width, width)
+        self.attention_norm = nn.LayerNorm(width, eps=eps)
+        self.inner = nn.Linear(width, inner)
+        self.out = nn.Linear(inner, width)
+        self.out_norm = nn.LayerNorm(width, eps=eps)
 
     def forward(self, x: Tensor, bias: Tensor) -> Tensor:
         batch, length, width = x.shape
@@ -56,7 +61,10 @@ class BertEncoder(nn.Module):
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__()
         width, eps = int(config["hidden_size"]), float(config["layer_norm_eps"])
-        if config.get("hidden_act", "gelu") != "gelu" or config.get("position_embedding_type", "absolute") != "absolute":
+        if (
+            config.get("hidden_act", "gelu") != "gelu"
+            or config.get("position_embedding_type", "absolute") != "absolute"
+        ):
             raise ValueError("only BERT models with GELU and absolute positions are supported")
         self.words = nn.Embedding(int(config["vocab_size"]), width)
         self.positions = nn.Embedding(int(config["max_position_embeddings"]), width)
