@@ -6,18 +6,20 @@ plain BERT encoder (6 layers, 384 wide, 12 heads, GELU, post-LayerNorm) followed
 tokens and L2 normalisation (its ``modules.json``: Transformer, Pooling with ``pooling_mode_mean_tokens``,
 Normalize), and texts are cut at ``max_seq_length`` (``sentence_bert_config.json``) tokens, so this module
 builds that network from the model's ``config.json``, loads ``model.safetensors`` and tokenises with the
-model's ``tokenizer.json``, the files sentence-transformers itself reads. tests/test_encoders.py checks the
-embeddings against sentence-transformers' on the same files.
+model's ``tokenizer.json``, the files sentence-transformers itself reads. It also forms its batches, adds the
+embeddings, runs attention (torch's fused kernel, transformers' default for BERT) and normalises as
+sentence-transformers and the old back end did, so the embeddings are the same bits (tests/test_encoders.py)
+and label stores written before this back end existed are unchanged.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -42,17 +44,17 @@ class _Layer(nn.Module):
         self.out = nn.Linear(inner, width)
         self.out_norm = nn.LayerNorm(width, eps=eps)
 
-    def forward(self, x: Tensor, bias: Tensor) -> Tensor:
+    def forward(self, x: Tensor, bias: Tensor | None) -> Tensor:
         batch, length, width = x.shape
 
         def split(t: Tensor) -> Tensor:
             return t.view(batch, length, self.heads, width // self.heads).transpose(1, 2)
 
         q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
-        scores = q @ k.transpose(-1, -2) / math.sqrt(width // self.heads) + bias
-        attended = (scores.softmax(-1) @ v).transpose(1, 2).reshape(batch, length, width)
-        x = self.attention_norm(x + self.attention_out(attended))
-        return self.out_norm(x + self.out(F.gelu(self.inner(x))))
+        # torch's fused attention, as transformers' default ("sdpa") BERT runs it: the same bits
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=(width // self.heads) ** -0.5)
+        x = self.attention_norm(self.attention_out(attended.transpose(1, 2).reshape(batch, length, width)) + x)
+        return self.out_norm(self.out(F.gelu(self.inner(x))) + x)
 
 
 class BertEncoder(nn.Module):
@@ -78,8 +80,11 @@ class BertEncoder(nn.Module):
     def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
         """Token features ``[B, L, width]`` of token ids ``[B, L]`` (``mask`` 1 for real tokens, 0 for padding)."""
         positions = torch.arange(ids.shape[1], device=ids.device)
-        x = self.norm(self.words(ids) + self.positions(positions)[None] + self.segments(torch.zeros_like(ids)))
-        bias = (1.0 - mask[:, None, None, :].to(x.dtype)) * torch.finfo(x.dtype).min
+        x = self.norm(self.words(ids) + self.segments(torch.zeros_like(ids)) + self.positions(positions)[None])
+        bias = None  # no padding: no mask (transformers passes none either)
+        if not bool(mask.all()):
+            bias = (1.0 - mask[:, None, None, :].to(x.dtype)) * torch.finfo(x.dtype).min
+            bias = bias.expand(-1, 1, ids.shape[1], -1)
         for layer in self.layers:
             x = layer(x, bias)
         return x
@@ -127,16 +132,21 @@ class MiniLMTextEncoder(TextEncoder):
 
     def _encode_unique(self, texts: list[str]) -> Tensor:
         device = next(self.model.parameters()).device
+        # Batches of texts sorted longest first, as sentence-transformers forms them: the padding, and so the
+        # bits of every embedding, are the same as when sentence-transformers encoded the label stores.
+        order = np.argsort([-len(text) for text in texts])
         rows = []
         with self._lock, torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
-                encoded = self.tokenizer.encode_batch(texts[start : start + self.batch_size])
+                encoded = self.tokenizer.encode_batch([texts[int(i)] for i in order[start : start + self.batch_size]])
                 ids = torch.tensor([e.ids for e in encoded], device=device)
                 mask = torch.tensor([e.attention_mask for e in encoded], device=device)
                 tokens = self.model(ids, mask)
-                weights = mask[..., None].to(tokens.dtype)
-                rows.append((tokens * weights).sum(1) / weights.sum(1).clamp_min(1e-9))
-        return F.normalize(torch.cat(rows).to("cpu", torch.float32), dim=-1)
+                weights = mask[..., None].expand(tokens.shape).to(tokens.dtype)
+                rows.append(F.normalize((tokens * weights).sum(1) / weights.sum(1).clamp_min(1e-9), dim=-1))
+        embeddings = torch.empty(len(texts), rows[0].shape[1])
+        embeddings[torch.from_numpy(order)] = torch.cat(rows).to("cpu", torch.float32)
+        return F.normalize(embeddings, dim=-1)  # a second time, as TextEncoder did after sentence-transformers
 
 
 def load_minilm(name: str, path: Path, device: str = "cpu") -> MiniLMTextEncoder:
