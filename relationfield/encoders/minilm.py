@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
+from tokenizers import Tokenizer
 from torch import Tensor, nn
 
 from relationfield.encoders.base import DEFAULT_BATCH_SIZE, TextEncoder
@@ -122,7 +124,9 @@ class BertEncoder(nn.Module):
 class MiniLMTextEncoder(TextEncoder):
     """Mean-pooled, L2-normalised BERT embeddings of texts (all-MiniLM-L6-v2 and models like it)."""
 
-    def __init__(self, name: str, model: BertEncoder, tokenizer: Any, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+    def __init__(
+        self, name: str, model: BertEncoder, tokenizer: Tokenizer, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> None:
         self.name = name
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -155,9 +159,6 @@ def load_minilm(name: str, path: Path, device: str = "cpu") -> MiniLMTextEncoder
     Raises:
         ValueError, OSError: a file is missing or is not such a model.
     """
-    from safetensors.torch import load_file  # lazy: the registry imports this module on every load
-    from tokenizers import Tokenizer
-
     modules = [m["type"].rsplit(".", 1)[-1] for m in json.loads((path / "modules.json").read_text())]
     pooling = json.loads((path / "1_Pooling" / "config.json").read_text())
     if modules[:2] != ["Transformer", "Pooling"] or not pooling.get("pooling_mode_mean_tokens"):
