@@ -63,6 +63,7 @@ def _worker(rank: int, capture: str, labels: str, out: str, init_file: str) -> N
         return ray_bundle, batch
 
     pipeline.datamanager.next_train = recorded
+    torch.save({k: v.detach().clone() for k, v in pipeline.state_dict().items()}, Path(out) / f"initial{rank}.pt")
     for step in range(STEPS):
         optimizers.zero_grad_all()
         _, losses, _ = pipeline.get_train_loss_dict(step)
@@ -88,11 +89,13 @@ def test_two_ranks_draw_different_batches_and_end_identical(synth_capture, label
     states = [torch.load(tmp_path / f"state{r}.pt") for r in range(WORLD_SIZE)]
     heads = [k for k in states[0] if "relation_head" in k or "semantic_head" in k or "instance_head" in k]
     assert heads and all(torch.equal(states[0][k], states[1][k]) for k in states[0]), "parameters differ"
+    initial = torch.load(tmp_path / "initial0.pt")
+    assert any(not torch.equal(initial[k], states[0][k]) for k in heads), "the steps changed no head parameter"
     # the DDP-wrapped model's checkpoint (keys prefixed "_model.module.") loads into a single-device pipeline
     assert any(k.startswith("_model.module.") for k in states[0])
     single = lite_run_config(synth_capture, labels_dir, tmp_path / "single", 1, device="cpu").pipeline.setup(
         device="cpu", test_mode="val"
     )
-    single.load_pipeline({k: v for k, v in states[0].items()}, step=STEPS)
+    single.load_pipeline(states[0], step=STEPS)
     loaded = single.state_dict()
     assert all(torch.equal(loaded[k.replace("module.", "", 1)], v) for k, v in states[0].items() if k in heads)
