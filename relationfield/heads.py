@@ -1,6 +1,7 @@
 """The three feature heads: semantic f(x), instance h(x) and relation g(x, z).
 
-Each head has its own multi-resolution hash grid (nerfstudio's ``HashEncoding``) and MLP, built with
+Each head has its own multi-resolution hash grid (nerfstudio's ``HashEncoding``, with the faster torch forward of
+:mod:`relationfield.hash_grid`) and MLP, built with
 ``implementation`` "tcnn" (tiny-cuda-nn, when installed) or "torch" (nerfstudio falls back to torch when
 tcnn is absent). Heads take positions already normalised to [0, 1] (contracted scene space) and are
 evaluated only at the few highest-weight samples of each ray; see :func:`topk_samples` and
@@ -13,9 +14,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from nerfstudio.field_components.encodings import HashEncoding
 from nerfstudio.field_components.mlp import MLP
 from torch import Tensor, nn
+
+from relationfield.hash_grid import FastHashEncoding
 
 Implementation = Literal["tcnn", "torch"]
 
@@ -33,8 +35,8 @@ class GridSpec:
     num_layers: int = 2
 
 
-def _grid(spec: GridSpec, implementation: Implementation) -> HashEncoding:
-    return HashEncoding(
+def _grid(spec: GridSpec, implementation: Implementation) -> FastHashEncoding:
+    return FastHashEncoding(
         num_levels=spec.num_levels,
         min_res=spec.min_res,
         max_res=spec.max_res,
@@ -92,19 +94,21 @@ class RelationHead(nn.Module):
         )
 
     def encode_query(self, query: Tensor) -> Tensor:
-        """Encoding of query positions ``[..., 3]`` (cache it when one query serves many points)."""
+        """Hash encoding of positions ``[..., 3]`` (cache a query's when it serves many points)."""
         return self.encoding(query.reshape(-1, 3)).reshape(*query.shape[:-1], -1)
 
     def forward(self, positions: Tensor, query: Tensor, query_encoding: Tensor | None = None) -> Tensor:
-        """Relation features at ``positions [..., 3]`` with query positions broadcastable to them."""
-        query = query.expand_as(positions)
-        shape = positions.shape[:-1]
-        enc_x = self.encoding(positions.reshape(-1, 3))
+        """Relation features of ``positions [..., 3]`` to ``query [..., 3]``, the two broadcast together.
+
+        Each is encoded before broadcasting, so pass them unexpanded: training's one z per ray serves all
+        the ray's samples, and the export's m subject points x q object points cost m + q grid lookups.
+        """
+        shape = torch.broadcast_shapes(positions.shape[:-1], query.shape[:-1])
         if query_encoding is None:
-            enc_z = self.encoding(query.reshape(-1, 3))
-        else:
-            enc_z = query_encoding.expand(*shape, query_encoding.shape[-1]).reshape(-1, query_encoding.shape[-1])
-        offset = (query - positions).reshape(-1, 3).float()
+            query_encoding = self.encode_query(query)
+        enc_x = self.encode_query(positions).expand(*shape, -1).reshape(-1, query_encoding.shape[-1])
+        enc_z = query_encoding.expand(*shape, -1).reshape(-1, query_encoding.shape[-1])
+        offset = (query - positions).expand(*shape, 3).reshape(-1, 3).float()
         angles = (offset[:, :, None] * self.offset_scales).reshape(len(offset), -1)
         parts = [enc_x, enc_z.to(enc_x.dtype), offset, torch.sin(angles), torch.cos(angles)]
         features = self.mlp(torch.cat([part.to(enc_x.dtype) for part in parts], dim=-1))

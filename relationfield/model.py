@@ -25,6 +25,7 @@ from torch import Tensor
 from torch.nn import Parameter
 
 from relationfield.compat import offline_safe_lpips
+from relationfield.hash_grid import speed_up_hash_grids
 from relationfield.heads import FeatureHead, GridSpec, RelationHead, composite, topk_samples
 from relationfield.labels.spec import LABEL_SPEC_KEY, LabelSpec
 from relationfield.losses import cosine_loss, instance_contrastive_loss, relation_loss
@@ -97,6 +98,7 @@ class RelationFieldModel(NerfactoModel):
         self.relation_head = RelationHead(
             spec.relation_dim, self.config.relation_grid, implementation, self.config.relation_offset_frequencies
         )
+        speed_up_hash_grids(self)  # this model's torch hash grids only (nerfacto's field, proposals, heads)
         self.relation_query: Tensor | None = None
         """Query position z (normalised world frame, [3]) for rendering relation features at inference."""
         self.render_features = True

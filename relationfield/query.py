@@ -152,10 +152,7 @@ class FieldQuery:
         step = max(1, self.chunk // max(len(refs), 1))
         for s in _chunks(len(points), step):
             x = self.model.normalize_positions(points[s].to(self.device))
-            n, m = len(x), len(refs)
-            feats = self.model.relation_head(
-                x[:, None, :].expand(n, m, 3), refs[None].expand(n, m, 3), ref_encoding[None].expand(n, m, -1)
-            )
+            feats = self.model.relation_head(x[:, None, :], refs[None], ref_encoding[None])  # [n, M, D]
             out.append(F.normalize(feats, dim=-1).mean(dim=1))
         return F.normalize(torch.cat(out), dim=-1) if out else torch.zeros(0, 1, device=self.device)
 

@@ -50,3 +50,26 @@ def test_fourier_offset_features_tell_near_from_far():
     fourier, raw = near_or_far_accuracy(6), near_or_far_accuracy(0)
     assert fourier > 0.95, fourier  # chance is 0.5
     assert fourier > raw + 0.05, (fourier, raw)  # the raw offset alone learns it more slowly
+
+
+def test_positions_and_queries_are_encoded_before_broadcasting_with_the_same_features():
+    """Training's z is one point per ray for the ray's k samples, the export pairs m subject points with q
+    object points: each distinct point is encoded once and the result is that of the expanded inputs."""
+    torch.manual_seed(0)
+    head = RelationHead(5, SMALL, "torch", offset_frequencies=6)
+    x, z = torch.rand(7, 4, 3), torch.rand(7, 1, 3)
+    encoded: list[int] = []
+    head.encoding.register_forward_hook(lambda module, inputs, output: encoded.append(len(inputs[0])))
+    broadcast = head(x, z)
+    assert sorted(encoded) == [7, 28]  # z once per ray, x's 7 x 4 samples
+    expanded = head(x, z.expand(7, 4, 3))
+    assert torch.allclose(broadcast, expanded, atol=1e-6)
+    grad_broadcast, grad_expanded = (
+        torch.autograd.grad(out.square().sum(), list(head.encoding.parameters())) for out in (broadcast, expanded)
+    )
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grad_broadcast, grad_expanded))
+    encoded.clear()
+    subjects, objects = torch.rand(3, 5, 1, 3), torch.rand(3, 1, 6, 3)
+    pairs = head(subjects, objects)
+    assert pairs.shape == (3, 5, 6, 5) and sorted(encoded) == [15, 18]
+    assert torch.allclose(pairs, head(subjects.expand(3, 5, 6, 3), objects.expand(3, 5, 6, 3)), atol=1e-6)

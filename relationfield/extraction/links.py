@@ -67,8 +67,7 @@ def score_links(
             zs.append(members[b][torch.randint(len(members[b]), (config.object_samples,), generator=generator)])
         x = normalize(points[torch.stack(xs)].to(query.device))  # [P, m, 3]
         z = normalize(points[torch.stack(zs)].to(query.device))  # [P, q, 3]
-        p, m, q = len(batch), x.shape[1], z.shape[1]
-        feats = head(x[:, :, None, :].expand(p, m, q, 3), z[:, None, :, :].expand(p, m, q, 3))
+        feats = head(x[:, :, None, :], z[:, None, :, :])  # [P, m, q, D]: m + q grid lookups per pair
         mean = F.normalize(F.normalize(feats, dim=-1).mean(dim=(1, 2)), dim=-1)
         probs = query.predicate_probabilities(mean, texts, config.predicate_temperature).cpu()
         rows.update(zip(batch, probs))
