@@ -42,17 +42,22 @@ class RelationFieldDataset(InputDataset):
         if load_depth and not depth_files:
             CONSOLE.print("[yellow]Depth supervision requested but the capture has no depth_file_path; it is off.")
 
-    def get_metadata(self, data: dict) -> dict:
-        if not self.load_depth:
-            return {}
-        index = data["image_idx"]
+    @property
+    def has_depth(self) -> bool:
+        """Whether the capture gives every frame a depth map (``depth_file_path``)."""
+        return bool(self.metadata.get("depth_filenames"))
+
+    def depth_map(self, index: int) -> torch.Tensor:
+        """Frame ``index``'s depth along the camera axis ``[H, W, 1]`` in the dataparser's units (0: no depth)."""
         height = int(self._dataparser_outputs.cameras.height[index])
         width = int(self._dataparser_outputs.cameras.width[index])
         scale = self.metadata.get("depth_unit_scale_factor", 1e-3) * self._dataparser_outputs.dataparser_scale
-        depth = get_depth_image_from_path(
+        return get_depth_image_from_path(
             filepath=self.metadata["depth_filenames"][index], height=height, width=width, scale_factor=scale
         )
-        return {"depth_image": depth}
+
+    def get_metadata(self, data: dict) -> dict:
+        return {"depth_image": self.depth_map(data["image_idx"])} if self.load_depth else {}
 
 
 class PairPixelSampler(PixelSampler):

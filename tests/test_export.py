@@ -179,3 +179,57 @@ def test_world_frame_round_trip(trained_run):
     world = query.to_world(centres).numpy()
     expected = np.stack([by_name[n] for n in names])
     assert np.allclose(world, expected, atol=1e-3)
+
+
+def test_surface_points_from_depth_maps_match_the_rendered_surface(trained_run):
+    """The lite run is trained with depth supervision, so ``auto`` reads the capture's depth maps instead of
+    rendering; both sources find the same surfaces, and the depth one needs no rendering."""
+    import torch
+
+    from relationfield.extraction import ExtractionConfig, no_progress, surface_points
+    from relationfield.extraction.surface import use_depth_maps
+    from relationfield.query import FieldQuery
+
+    query = FieldQuery.load(trained_run)
+    assert use_depth_maps(query.pipeline.datamanager.train_dataset, "auto")
+    rendered_views: list[int] = []
+    original = query.model.get_outputs_for_camera_ray_bundle
+
+    def counted(bundle):
+        rendered_views.append(1)
+        return original(bundle)
+
+    query.model.get_outputs_for_camera_ray_bundle = counted
+    labelled = {}
+    for source in ("depth", "rendered"):
+        stages: list[str] = []
+
+        def progress(name: str, total: int, seen: list[str] = stages):
+            seen.append(name)
+            return no_progress(name, total)
+
+        labelled[source] = surface_points(query, ExtractionConfig(max_views=8, surface=source), progress)
+        assert stages == ["reading surface points from depth" if source == "depth" else "rendering surface points"]
+    assert len(rendered_views) == 8  # only the rendered source rendered
+    depth, rendered = labelled["depth"], labelled["rendered"]
+    assert len(depth) > 1000 and len(rendered) > 1000
+    # the same room: most points of each source lie within 2% of the room's diagonal of the other's
+    radius = 0.02 * float((rendered.max(0).values - rendered.min(0).values).norm())
+    near = torch.cdist(depth[::7], rendered).min(dim=1).values
+    back = torch.cdist(rendered[::7], depth).min(dim=1).values
+    assert (near < radius).float().mean() > 0.8 and (back < radius).float().mean() > 0.8, (near.median(), back.median())
+
+
+def test_surface_source_errors_and_choices():
+    from types import SimpleNamespace
+
+    from relationfield.extraction.surface import use_depth_maps
+
+    with_depth = SimpleNamespace(has_depth=True, load_depth=True)
+    untrained = SimpleNamespace(has_depth=True, load_depth=False)
+    without = SimpleNamespace(has_depth=False, load_depth=False)
+    assert use_depth_maps(with_depth, "auto") and not use_depth_maps(untrained, "auto")
+    assert use_depth_maps(untrained, "depth") and not use_depth_maps(with_depth, "rendered")
+    assert not use_depth_maps(without, "auto")
+    with pytest.raises(UserError, match="depth maps"):
+        use_depth_maps(without, "depth")

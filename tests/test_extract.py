@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import get_args, get_type_hints
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +17,7 @@ from relationfield.extraction import (
     render_scale,
     split_connected,
 )
+from relationfield.extraction.config import SURFACE_SOURCES, SurfaceSource
 
 
 def _blob(rng: np.random.Generator, centre: np.ndarray, count: int, spread: float = 0.02) -> np.ndarray:
@@ -130,6 +133,7 @@ def test_export_command_defaults_are_the_extraction_defaults():
     from relationfield.commands.export import ExportPointcloud, ExportSceneGraph
 
     for command in (ExportSceneGraph, ExportPointcloud):
-        for name in ("max_views", "view_pixels"):
+        for name in ("max_views", "view_pixels", "surface"):
             assert getattr(command, name) == getattr(ExtractionConfig, name), (command.__name__, name)
+        assert get_args(get_type_hints(command)["surface"]) == SURFACE_SOURCES == get_args(SurfaceSource)
     assert ExportSceneGraph.max_distance == ExtractionConfig.max_distance

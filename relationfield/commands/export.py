@@ -36,7 +36,10 @@ class ExportSceneGraph:
     max_distance: float = 3.0
     """Candidate pairs are objects whose boxes are at most this far apart (world units)."""
     max_views: int = 80
-    """Training views rendered to find surface points (evenly spread)."""
+    """Training views that give surface points (evenly spread)."""
+    surface: Literal["auto", "rendered", "depth"] = "auto"
+    """Surface points from the capture's depth maps (depth), the field's rendered depth (rendered), or depth
+    maps when the run was trained with depth supervision (auto)."""
     view_pixels: int = 4096
     """Larger views are rendered downscaled to about this many pixels (0 = full resolution; raise it on a GPU)."""
     format: Annotated[tuple[tuple[ExportFormat, ...], ...], tyro.conf.UseAppendAction] = ()
@@ -58,6 +61,7 @@ class ExportSceneGraph:
             max_distance=self.max_distance,
             max_views=self.max_views,
             view_pixels=self.view_pixels,
+            surface=self.surface,
         )
         bar, progress = rich_progress()
         with bar:
@@ -93,7 +97,10 @@ class ExportPointcloud:
     output_dir: Path
     """Directory to write points.ply (or the query's points) to."""
     max_views: int = 80
-    """Training views rendered to find surface points (evenly spread)."""
+    """Training views that give surface points (evenly spread)."""
+    surface: Literal["auto", "rendered", "depth"] = "auto"
+    """Surface points from the capture's depth maps (depth), the field's rendered depth (rendered), or depth
+    maps when the run was trained with depth supervision (auto)."""
     view_pixels: int = 4096
     """Larger views are rendered downscaled to about this many pixels (0 = full resolution; raise it on a GPU)."""
     query: str | None = None
@@ -117,10 +124,9 @@ class ExportPointcloud:
 
         query = FieldQuery.load(self.load_config)
         bar, progress = rich_progress()
+        config = ExtractionConfig(max_views=self.max_views, view_pixels=self.view_pixels, surface=self.surface)
         with bar:
-            world, labels = instance_point_cloud(
-                query, ExtractionConfig(max_views=self.max_views, view_pixels=self.view_pixels), progress
-            )
+            world, labels = instance_point_cloud(query, config, progress)
         ids = sorted({int(i) for i in labels})
         palette = dict(zip(ids, node_colors(ids)))
         colors = np.stack([palette[int(i)] for i in labels]) if len(labels) else np.zeros((0, 3), np.uint8)
@@ -135,7 +141,7 @@ class ExportPointcloud:
         from relationfield.query import FieldQuery
 
         query = FieldQuery.load(self.load_config)
-        config = ExtractionConfig(max_views=self.max_views, view_pixels=self.view_pixels)
+        config = ExtractionConfig(max_views=self.max_views, view_pixels=self.view_pixels, surface=self.surface)
         bar, progress = rich_progress()
         with bar:
             answer = export_query_points(

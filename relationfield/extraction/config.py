@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
-__all__ = ["ExtractionConfig", "Progress", "no_progress"]
+__all__ = ["SURFACE_SOURCES", "ExtractionConfig", "Progress", "SurfaceSource", "no_progress"]
+
+SurfaceSource = Literal["auto", "rendered", "depth"]
+SURFACE_SOURCES: tuple[str, ...] = ("auto", "rendered", "depth")
 
 
 @dataclass
@@ -13,11 +17,16 @@ class ExtractionConfig:
     """Knobs of scene-graph extraction (defaults suit the synthetic scenes and room-sized captures)."""
 
     max_views: int = 80
-    """Training views rendered for surface points (evenly spread). More views see more of what few views
+    """Training views that give surface points (evenly spread). More views see more of what few views
     show edgewise (a 3 cm book under another is a few pixels wide in most frames); on the demo (54 training
     views, all rendered at 80) the export took as long as with 40. Rendering time grows with the count."""
+    surface: SurfaceSource = "auto"
+    """Where surface points come from: ``rendered``, the field's expected depth; ``depth``, the capture's
+    depth maps (exact where the sensor saw, no rendering); ``auto``, depth maps when the run was trained
+    to match them (``datamanager.depth-supervision``), else rendered."""
     view_pixels: int = 4096
-    """Larger views are rendered downscaled to about this many pixels (0 = full resolution)."""
+    """Larger views are rendered downscaled to about this many pixels (0 = full resolution); depth maps are
+    used at full resolution."""
     min_accumulation: float = 0.5
     """Pixels whose rendered opacity is lower are not surface points."""
     voxels_per_side: int = 240
