@@ -47,6 +47,33 @@ def test_instance_loss_prefers_separated_instances():
     assert unlabelled.item() == 0.0
 
 
+def _dense_instance_loss(features, mask_ids, image_ids, margin):
+    """The loss written over the whole N x N matrix (the definition the per-image blocks must reproduce)."""
+    feats = F.normalize(features, dim=-1)
+    valid = mask_ids >= 0
+    same_image = (image_ids[:, None] == image_ids[None, :]) & valid[:, None] & valid[None, :]
+    same_image.fill_diagonal_(False)
+    same_mask = mask_ids[:, None] == mask_ids[None, :]
+    dist = torch.cdist(feats, feats)
+    pos = (dist[same_image & same_mask] ** 2).mean()
+    neg = (F.relu(margin - dist[same_image & ~same_mask]) ** 2).mean()
+    return pos + neg
+
+
+def test_instance_loss_by_image_blocks_equals_the_dense_definition():
+    torch.manual_seed(0)
+    image = torch.randint(0, 5, (300,))
+    mask = image * 10 + torch.randint(0, 4, (300,))
+    mask[torch.rand(300) < 0.2] = -1  # unlabelled rays
+    feats = torch.randn(300, 8, requires_grad=True)
+    blocks = instance_contrastive_loss(feats, mask, image, margin=0.8)
+    dense = _dense_instance_loss(feats, mask, image, margin=0.8)
+    assert torch.allclose(blocks, dense, rtol=1e-5)
+    (grad_blocks,) = torch.autograd.grad(blocks, feats)
+    (grad_dense,) = torch.autograd.grad(dense, feats)
+    assert torch.allclose(grad_blocks, grad_dense, atol=1e-6)
+
+
 def test_instance_loss_training_separates_masks():
     torch.manual_seed(0)
     mask = torch.arange(4).repeat_interleave(16)
