@@ -45,22 +45,38 @@ class Args:
 
 
 def _capture(args: Args) -> Path:
-    """The labelled synthetic capture (reused when a previous run of the same settings wrote it)."""
+    """The labelled synthetic capture, reused only when a previous run wrote it with the same settings and the
+    same synth and labelling code (a stamp file records both: the folder's name alone would also match a
+    capture made by older code)."""
     from relationfield.commands.data import parse_resolution
     from relationfield.labels.gt_labeler import label_from_ground_truth
     from relationfield.synth import generate_capture
 
     capture = args.output / f"capture-{args.frames}x{args.resolution}-seed{args.seed}"
-    if not (capture / "relationfield" / "manifest.json").is_file():
-        generate_capture(
-            capture,
-            seed=args.seed,
-            num_frames=args.frames,
-            resolution=parse_resolution(args.resolution),
-            overwrite=True,
-        )
-        label_from_ground_truth(capture, progress=False)
+    stamp = {"frames": args.frames, "resolution": args.resolution, "seed": args.seed, "code": _capture_code_hash()}
+    stamp_path = capture / "benchmark_capture.json"
+    if stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp:
+        return capture
+    generate_capture(
+        capture, seed=args.seed, num_frames=args.frames, resolution=parse_resolution(args.resolution), overwrite=True
+    )
+    label_from_ground_truth(capture, progress=False)
+    stamp_path.write_text(json.dumps(stamp) + "\n")
     return capture
+
+
+def _capture_code_hash() -> str:
+    """SHA-256 of the sources that make the capture and its labels (relationfield.synth and .labels)."""
+    import hashlib
+
+    import relationfield.labels
+    import relationfield.synth
+
+    digest = hashlib.sha256()
+    for package in (relationfield.synth, relationfield.labels):
+        for path in sorted(Path(package.__file__).parent.glob("*.py")):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def _config(name: str, device: str, dry_run: bool):

@@ -37,3 +37,18 @@ def test_dry_run_trains_both_methods_and_writes_the_results(tmp_path):
         results["relationfield"]["step_seconds"] / results["nerfacto"]["step_seconds"]
     )
     assert len(list(tmp_path.glob("runs/*/*/*/nerfstudio_models/step-*.ckpt"))) == 2  # both trained to the end
+
+
+def test_the_capture_is_reused_only_with_the_same_settings_and_code(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import benchmark_gpu
+
+    args = benchmark_gpu.Args(output=tmp_path, frames=3, resolution="32x24", seed=0)
+    capture = benchmark_gpu._capture(args)
+    made = (capture / "transforms.json").stat().st_mtime_ns
+    assert benchmark_gpu._capture(args) == capture and (capture / "transforms.json").stat().st_mtime_ns == made
+    stamp = capture / "benchmark_capture.json"
+    stamp.write_text(stamp.read_text().replace('"code": "', '"code": "older-'))  # made by other code
+    benchmark_gpu._capture(args)
+    assert (capture / "transforms.json").stat().st_mtime_ns != made
+    assert json.loads(stamp.read_text())["code"] == benchmark_gpu._capture_code_hash()
