@@ -47,11 +47,13 @@ def _grid(spec: GridSpec, implementation: Implementation) -> FastHashEncoding:
 
 
 class FeatureHead(nn.Module):
-    """Hash grid -> MLP -> ``out_dim`` features."""
+    """Hash grid -> MLP -> ``out_dim`` features (the grid may be another head's: ``encoding``)."""
 
-    def __init__(self, out_dim: int, spec: GridSpec, implementation: Implementation) -> None:
+    def __init__(
+        self, out_dim: int, spec: GridSpec, implementation: Implementation, encoding: nn.Module | None = None
+    ) -> None:
         super().__init__()
-        self.encoding = _grid(spec, implementation)
+        self.encoding = encoding if encoding is not None else _grid(spec, implementation)
         self.mlp = MLP(
             in_dim=self.encoding.get_out_dim(),
             num_layers=spec.num_layers,
@@ -60,9 +62,12 @@ class FeatureHead(nn.Module):
             implementation="torch",
         )
 
-    def forward(self, positions: Tensor) -> Tensor:
+    def forward(self, positions: Tensor, encoded: Tensor | None = None) -> Tensor:
+        """Features at ``positions [..., 3]``; ``encoded`` is their grid encoding when the caller has it."""
         shape = positions.shape[:-1]
-        features = self.mlp(self.encoding(positions.reshape(-1, 3)))
+        if encoded is None:
+            encoded = self.encoding(positions.reshape(-1, 3))
+        features = self.mlp(encoded.reshape(-1, encoded.shape[-1]))
         return features.reshape(*shape, -1).float()
 
 
@@ -77,10 +82,15 @@ class RelationHead(nn.Module):
     """
 
     def __init__(
-        self, out_dim: int, spec: GridSpec, implementation: Implementation, offset_frequencies: int = 0
+        self,
+        out_dim: int,
+        spec: GridSpec,
+        implementation: Implementation,
+        offset_frequencies: int = 0,
+        encoding: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.encoding = _grid(spec, implementation)
+        self.encoding = encoding if encoding is not None else _grid(spec, implementation)
         grid_dim = self.encoding.get_out_dim()
         self.register_buffer(
             "offset_scales", torch.pi * 2.0 ** torch.arange(offset_frequencies, dtype=torch.float32), persistent=False
@@ -97,16 +107,25 @@ class RelationHead(nn.Module):
         """Hash encoding of positions ``[..., 3]`` (cache a query's when it serves many points)."""
         return self.encoding(query.reshape(-1, 3)).reshape(*query.shape[:-1], -1)
 
-    def forward(self, positions: Tensor, query: Tensor, query_encoding: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        positions: Tensor,
+        query: Tensor,
+        query_encoding: Tensor | None = None,
+        position_encoding: Tensor | None = None,
+    ) -> Tensor:
         """Relation features of ``positions [..., 3]`` to ``query [..., 3]``, the two broadcast together.
 
         Each is encoded before broadcasting, so pass them unexpanded: training's one z per ray serves all
         the ray's samples, and the export's m subject points x q object points cost m + q grid lookups.
+        ``query_encoding`` / ``position_encoding``: their encodings when the caller has them.
         """
         shape = torch.broadcast_shapes(positions.shape[:-1], query.shape[:-1])
         if query_encoding is None:
             query_encoding = self.encode_query(query)
-        enc_x = self.encode_query(positions).expand(*shape, -1).reshape(-1, query_encoding.shape[-1])
+        if position_encoding is None:
+            position_encoding = self.encode_query(positions)
+        enc_x = position_encoding.expand(*shape, -1).reshape(-1, query_encoding.shape[-1])
         enc_z = query_encoding.expand(*shape, -1).reshape(-1, query_encoding.shape[-1])
         offset = (query - positions).expand(*shape, 3).reshape(-1, 3).float()
         angles = (offset[:, :, None] * self.offset_scales).reshape(len(offset), -1)
