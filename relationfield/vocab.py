@@ -17,6 +17,22 @@ CONFIGS_DIR = Path(str(resources.files("relationfield") / "configs"))
 OBJECT_VOCAB = CONFIGS_DIR / "3dssg_objects.txt"
 PREDICATE_VOCAB = CONFIGS_DIR / "3dssg_predicates.txt"
 NONE_PREDICATE = "none"
+
+
+_CONVERSE_PAIRS = (
+    ("bigger than", "smaller than"),
+    ("higher than", "lower than"),
+    ("left", "right"),
+    ("front", "behind"),
+)
+_SYMMETRIC = ("close by", "same as", "same symmetry as", "connected to", NONE_PREDICATE)
+CONVERSES: dict[str, str] = {
+    **{a: b for a, b in _CONVERSE_PAIRS},
+    **{b: a for a, b in _CONVERSE_PAIRS},
+    **{p: p for p in _SYMMETRIC},
+}
+"""The converse of each predicate that has one (3DSSG names; symmetric predicates are their own): "A bigger
+than B" is "B smaller than A". Support and containment predicates have none."""
 """The predicate meaning "no relation" (first line of the predicate file, last row of the label store's table)."""
 
 

@@ -6,7 +6,9 @@ same way, exported and scored against the ground truth with the canonical vocabu
 
 Each level is a full `relationfield demo --realism LEVEL` in OUTPUT/LEVEL (same scene seed, so the same
 capture; finished stages are reused), whose report includes the paper-style relation-guided segmentation
-(referring queries about twins) and its CLIP-only baseline. Prints a markdown table
+(referring queries about twins) and its CLIP-only baseline. "GT triples stated" is the share of the ground
+truth's triples that the level's labels state in at least one frame, directly or as the reverse pair's
+converse (:mod:`relationfield.labels.coverage`): what the labels give evidence for. Prints a markdown table
 and writes it to OUTPUT/realism.md and OUTPUT/realism.json.
 """
 
@@ -20,6 +22,7 @@ from pathlib import Path
 import tyro
 
 from relationfield.commands.data import parse_resolution
+from relationfield.labels.coverage import stated_share
 from relationfield.labels.realism import REALISM_LEVELS
 
 
@@ -56,6 +59,7 @@ def measure(args: Args, level: str) -> dict[str, float]:
     result = json.loads(report.eval_json.read_text(encoding="utf-8"))
     referring = result["referring_segmentation"]
     return {
+        "stated": stated_share(out / "capture", level),
         "object_r5": result["recall"]["object"]["5"],
         "predicate_r3": result["recall"]["predicate"]["3"],
         "relation_r50": result["recall"]["relation"]["50"],
@@ -75,12 +79,13 @@ def table(rows: dict[str, dict[str, float]]) -> str:
         return "n/a" if value is None else f"{100 * value:.1f}"
 
     lines = [
-        "| labels | Object R@5 | Predicate R@3 | Relation R@50 | Reference R@1 | none precision | guided top-1 "
-        "| guided IoU | CLIP-only top-1 | time (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| labels | GT triples stated | Object R@5 | Predicate R@3 | Relation R@50 | Reference R@1 | none precision "
+        "| guided top-1 | guided IoU | CLIP-only top-1 | time (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for level, r in rows.items():
-        figures = [r["object_r5"], r["predicate_r3"], r["relation_r50"], r["reference_r1"], r["none_precision"]]
+        figures = [r["stated"], r["object_r5"], r["predicate_r3"], r["relation_r50"], r["reference_r1"]]
+        figures.append(r["none_precision"])
         cells = [pct(v) for v in (*figures, r["guided_top1"], r["guided_iou"], r["baseline_top1"])]
         lines.append(f"| {level} | {' | '.join(cells)} | {r['seconds']:.0f} |")
     return "\n".join(lines)

@@ -29,6 +29,7 @@ def test_the_benchmark_scores_clean_and_typical_labels(tmp_path, capsys):
     for level, row in rows.items():
         assert 0.0 <= row["object_r5"] <= 1.0 and row["seconds"] > 0, (level, row)
         assert row["guided_top1"] is not None, (level, row)  # relation-guided segmentation ran on the run
+    assert rows["none"]["stated"] > rows["typical"]["stated"] > 0  # typical labels state fewer triples
     # the two levels were labelled differently: typical's label store records its rates, none's does not
     manifests = {lv: (default_labels_dir(tmp_path / lv / "capture") / MANIFEST_FILE).read_text() for lv in rows}
     assert '"typical"' in manifests["typical"] and "realism" not in manifests["none"]

@@ -13,23 +13,9 @@ from collections.abc import Mapping, Sequence
 
 from torch import Tensor
 
-from relationfield.vocab import NONE_PREDICATE
+from relationfield.vocab import CONVERSES
 
 __all__ = ["CONVERSES", "fuse_converses"]
-
-_PAIRS = (
-    ("bigger than", "smaller than"),
-    ("higher than", "lower than"),
-    ("left", "right"),
-    ("front", "behind"),
-)
-_SYMMETRIC = ("close by", "same as", "same symmetry as", "connected to", NONE_PREDICATE)
-CONVERSES: dict[str, str] = {
-    **{a: b for a, b in _PAIRS},
-    **{b: a for a, b in _PAIRS},
-    **{p: p for p in _SYMMETRIC},
-}
-"""The converse of each predicate that has one (3DSSG names; symmetric predicates are their own)."""
 
 
 def fuse_converses(

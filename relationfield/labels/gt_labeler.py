@@ -230,7 +230,7 @@ def label_from_ground_truth(
     rates.check()
     names = read_frame_names(data_dir)
     truth = read_ground_truth(data_dir)
-    instance_paths = _instance_paths(data_dir, names)
+    paths = instance_paths(data_dir, names)
     encoder = load_text_encoder(text_encoder)
     options = _recorded_options(encoder, relation_noise, drop_rate, int(seed), realism, rates)
     labels_dir = Path(labels_dir) if labels_dir is not None else default_labels_dir(data_dir)
@@ -238,7 +238,7 @@ def label_from_ground_truth(
     labeler = _start_labeler(writer, truth, encoder, rates, relation_noise, drop_rate, int(seed))
     with new_progress(progress, transient=True) as bar:
         task = bar.add_task("Labelling frames from ground truth", total=len(names))
-        for index, (name, instance_path) in enumerate(zip(names, instance_paths)):
+        for index, (name, instance_path) in enumerate(zip(names, paths)):
             instance_map = read_instance_map(instance_path)
             _check_size(data_dir / name, instance_path, instance_map.shape)
             labeler.label(index, name, instance_map)
@@ -310,16 +310,16 @@ def _start_labeler(
     )
 
 
-def _instance_paths(data_dir: Path, names: list[str]) -> list[Path]:
+def instance_paths(data_dir: Path, names: list[str]) -> list[Path]:
     """The instance map of each frame (``ground_truth/instances/<image stem>.png``); all must exist."""
     instances_dir = data_dir / GROUND_TRUTH_DIR / INSTANCES_DIR
     if not instances_dir.is_dir():
         raise _missing_ground_truth(data_dir, instances_dir)
-    instance_paths = [instances_dir / f"{PurePosixPath(name).stem}.png" for name in names]
-    missing = [str(path) for path in instance_paths if not path.is_file()]
+    paths = [instances_dir / f"{PurePosixPath(name).stem}.png" for name in names]
+    missing = [str(path) for path in paths if not path.is_file()]
     if missing:
         raise UserError(f"{len(missing)} instance map(s) are missing, e.g. {missing[0]}; regenerate the capture.")
-    return instance_paths
+    return paths
 
 
 @dataclass
