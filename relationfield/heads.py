@@ -64,11 +64,17 @@ class FeatureHead(nn.Module):
 
     def forward(self, positions: Tensor, encoded: Tensor | None = None) -> Tensor:
         """Features at ``positions [..., 3]``; ``encoded`` is their grid encoding when the caller has it."""
-        shape = positions.shape[:-1]
+        return self.mlp(self._inputs(positions, encoded)).reshape(*positions.shape[:-1], -1).float()
+
+    def composite(self, positions: Tensor, weights: Tensor, encoded: Tensor | None = None) -> Tensor:
+        """``composite(self(positions), weights)`` for ``[N, k, 3]`` samples whose weights sum to one per ray,
+        with the output layer applied once per ray (see :func:`composite_through_last_layer`)."""
+        return composite_through_last_layer(self.mlp, self._inputs(positions, encoded), positions.shape[:-1], weights)
+
+    def _inputs(self, positions: Tensor, encoded: Tensor | None) -> Tensor:
         if encoded is None:
             encoded = self.encoding(positions.reshape(-1, 3))
-        features = self.mlp(encoded.reshape(-1, encoded.shape[-1]))
-        return features.reshape(*shape, -1).float()
+        return encoded.reshape(-1, encoded.shape[-1])
 
 
 class RelationHead(nn.Module):
@@ -120,6 +126,21 @@ class RelationHead(nn.Module):
         the ray's samples, and the export's m subject points x q object points cost m + q grid lookups.
         ``query_encoding`` / ``position_encoding``: their encodings when the caller has them.
         """
+        inputs, shape = self._inputs(positions, query, query_encoding, position_encoding)
+        return self.mlp(inputs).reshape(*shape, -1).float()
+
+    def composite(
+        self, positions: Tensor, query: Tensor, weights: Tensor, position_encoding: Tensor | None = None
+    ) -> Tensor:
+        """``composite(self(positions, query), weights)`` for ``[N, k, 3]`` samples whose weights sum to one per
+        ray, with the output layer applied once per ray (see :func:`composite_through_last_layer`)."""
+        inputs, shape = self._inputs(positions, query, None, position_encoding)
+        return composite_through_last_layer(self.mlp, inputs, shape, weights)
+
+    def _inputs(
+        self, positions: Tensor, query: Tensor, query_encoding: Tensor | None, position_encoding: Tensor | None
+    ) -> tuple[Tensor, torch.Size]:
+        """The MLP's input rows (x's and z's encodings, the offset and its Fourier features) and their shape."""
         shape = torch.broadcast_shapes(positions.shape[:-1], query.shape[:-1])
         if query_encoding is None:
             query_encoding = self.encode_query(query)
@@ -130,8 +151,21 @@ class RelationHead(nn.Module):
         offset = (query - positions).expand(*shape, 3).reshape(-1, 3).float()
         angles = (offset[:, :, None] * self.offset_scales).reshape(len(offset), -1)
         parts = [enc_x, enc_z.to(enc_x.dtype), offset, torch.sin(angles), torch.cos(angles)]
-        features = self.mlp(torch.cat([part.to(enc_x.dtype) for part in parts], dim=-1))
-        return features.reshape(*shape, -1).float()
+        return torch.cat([part.to(enc_x.dtype) for part in parts], dim=-1), shape
+
+
+def composite_through_last_layer(mlp: MLP, inputs: Tensor, shape: torch.Size, weights: Tensor) -> Tensor:
+    """``composite(mlp(inputs).reshape(*shape, -1), weights)`` with the output layer after the weighted sum.
+
+    The heads' output layer is linear (no output activation), so with weights summing to one per ray
+    ``sum_k w_k (W h_k + b) = W (sum_k w_k h_k) + b``: the widest layer (to the 384-512 dimensions of the text
+    embeddings) then runs once per ray instead of once per sample.
+    """
+    hidden = inputs
+    for layer in mlp.layers[:-1]:  # nerfstudio's MLP without skip connections: layer, activation, ...
+        hidden = mlp.activation(layer(hidden))
+    pooled = composite(hidden.reshape(*shape, -1), weights)
+    return mlp.layers[-1](pooled).float()
 
 
 def topk_samples(positions: Tensor, weights: Tensor, k: int) -> tuple[Tensor, Tensor]:

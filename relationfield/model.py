@@ -26,7 +26,7 @@ from torch.nn import Parameter
 
 from relationfield.compat import offline_safe_lpips
 from relationfield.hash_grid import speed_up_hash_grids
-from relationfield.heads import FeatureHead, GridSpec, RelationHead, composite, topk_samples
+from relationfield.heads import FeatureHead, GridSpec, RelationHead, topk_samples
 from relationfield.labels.spec import LABEL_SPEC_KEY, LabelSpec
 from relationfield.losses import cosine_loss, instance_contrastive_loss, relation_loss
 from relationfield.sampler import PAIR_OBJECTS
@@ -193,8 +193,8 @@ class RelationFieldModel(NerfactoModel):
         # a shared grid is looked up once for the three heads
         encoded = self.semantic_head.encoding(top_positions.reshape(-1, 3)) if self.config.shared_head_grid else None
         if self.training or self.render_features:
-            outputs["semantic"] = composite(self.semantic_head(top_positions, encoded), top_weights)
-            outputs["instance"] = composite(self.instance_head(top_positions, encoded), top_weights)
+            outputs["semantic"] = self.semantic_head.composite(top_positions, top_weights, encoded)
+            outputs["instance"] = self.instance_head.composite(top_positions, top_weights, encoded)
         if want_relation:
             if partner is not None:
                 points = (ray_bundle.origins + ray_bundle.directions * outputs["expected_depth"]).detach()
@@ -203,8 +203,7 @@ class RelationFieldModel(NerfactoModel):
                 assert self.relation_query is not None
                 query = self.normalize_positions(self.relation_query.to(positions).reshape(1, 1, 3))
             position_encoding = None if encoded is None else encoded.reshape(*top_positions.shape[:-1], -1)
-            relation = self.relation_head(top_positions, query, position_encoding=position_encoding)
-            outputs["relation"] = composite(relation, top_weights)
+            outputs["relation"] = self.relation_head.composite(top_positions, query, top_weights, position_encoding)
         return outputs
 
     def get_metrics_dict(self, outputs, batch) -> dict[str, Tensor]:

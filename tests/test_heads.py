@@ -73,3 +73,26 @@ def test_positions_and_queries_are_encoded_before_broadcasting_with_the_same_fea
     pairs = head(subjects, objects)
     assert pairs.shape == (3, 5, 6, 5) and sorted(encoded) == [15, 18]
     assert torch.allclose(pairs, head(subjects.expand(3, 5, 6, 3), objects.expand(3, 5, 6, 3)), atol=1e-6)
+
+
+def test_compositing_before_the_output_layer_gives_the_composited_features():
+    """The heads apply their (linear) output layer once per ray to the weighted hidden features: the same
+    features and gradients as compositing the per-sample outputs, when the weights sum to one."""
+    from relationfield.heads import FeatureHead, composite, topk_samples
+
+    torch.manual_seed(0)
+    semantic = FeatureHead(24, SMALL, "torch")
+    relation = RelationHead(24, SMALL, "torch", offset_frequencies=6)
+    positions, weights = topk_samples(torch.rand(9, 16, 3), torch.rand(9, 16, 1), 4)
+    query = torch.rand(9, 1, 3)
+    pairs = [
+        (semantic.composite(positions, weights), composite(semantic(positions), weights), semantic),
+        (relation.composite(positions, query, weights), composite(relation(positions, query), weights), relation),
+    ]
+    for fast, reference, head in pairs:
+        assert fast.shape == reference.shape == (9, 24)
+        assert torch.allclose(fast, reference, atol=1e-5)
+        target = torch.randn(9, 24)
+        params = list(head.parameters())
+        grads = [torch.autograd.grad(((out - target) ** 2).sum(), params) for out in (fast, reference)]
+        assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(*grads))
