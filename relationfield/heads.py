@@ -47,13 +47,11 @@ def _grid(spec: GridSpec, implementation: Implementation) -> FastHashEncoding:
 
 
 class FeatureHead(nn.Module):
-    """Hash grid -> MLP -> ``out_dim`` features (the grid may be another head's: ``encoding``)."""
+    """Hash grid -> MLP -> ``out_dim`` features."""
 
-    def __init__(
-        self, out_dim: int, spec: GridSpec, implementation: Implementation, encoding: nn.Module | None = None
-    ) -> None:
+    def __init__(self, out_dim: int, spec: GridSpec, implementation: Implementation) -> None:
         super().__init__()
-        self.encoding = encoding if encoding is not None else _grid(spec, implementation)
+        self.encoding = _grid(spec, implementation)
         self.mlp = MLP(
             in_dim=self.encoding.get_out_dim(),
             num_layers=spec.num_layers,
@@ -62,19 +60,15 @@ class FeatureHead(nn.Module):
             implementation="torch",
         )
 
-    def forward(self, positions: Tensor, encoded: Tensor | None = None) -> Tensor:
-        """Features at ``positions [..., 3]``; ``encoded`` is their grid encoding when the caller has it."""
-        return self.mlp(self._inputs(positions, encoded)).reshape(*positions.shape[:-1], -1).float()
+    def forward(self, positions: Tensor) -> Tensor:
+        """Features at ``positions [..., 3]``."""
+        return self.mlp(self.encoding(positions.reshape(-1, 3))).reshape(*positions.shape[:-1], -1).float()
 
-    def composite(self, positions: Tensor, weights: Tensor, encoded: Tensor | None = None) -> Tensor:
+    def composite(self, positions: Tensor, weights: Tensor) -> Tensor:
         """``composite(self(positions), weights)`` for ``[N, k, 3]`` samples whose weights sum to one per ray,
         with the output layer applied once per ray (see :func:`composite_through_last_layer`)."""
-        return composite_through_last_layer(self.mlp, self._inputs(positions, encoded), positions.shape[:-1], weights)
-
-    def _inputs(self, positions: Tensor, encoded: Tensor | None) -> Tensor:
-        if encoded is None:
-            encoded = self.encoding(positions.reshape(-1, 3))
-        return encoded.reshape(-1, encoded.shape[-1])
+        inputs = self.encoding(positions.reshape(-1, 3))
+        return composite_through_last_layer(self.mlp, inputs, positions.shape[:-1], weights)
 
 
 class RelationHead(nn.Module):
@@ -93,10 +87,9 @@ class RelationHead(nn.Module):
         spec: GridSpec,
         implementation: Implementation,
         offset_frequencies: int = 0,
-        encoding: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.encoding = encoding if encoding is not None else _grid(spec, implementation)
+        self.encoding = _grid(spec, implementation)
         grid_dim = self.encoding.get_out_dim()
         self.register_buffer(
             "offset_scales", torch.pi * 2.0 ** torch.arange(offset_frequencies, dtype=torch.float32), persistent=False
@@ -113,40 +106,28 @@ class RelationHead(nn.Module):
         """Hash encoding of positions ``[..., 3]`` (cache a query's when it serves many points)."""
         return self.encoding(query.reshape(-1, 3)).reshape(*query.shape[:-1], -1)
 
-    def forward(
-        self,
-        positions: Tensor,
-        query: Tensor,
-        query_encoding: Tensor | None = None,
-        position_encoding: Tensor | None = None,
-    ) -> Tensor:
+    def forward(self, positions: Tensor, query: Tensor, query_encoding: Tensor | None = None) -> Tensor:
         """Relation features of ``positions [..., 3]`` to ``query [..., 3]``, the two broadcast together.
 
         Each is encoded before broadcasting, so pass them unexpanded: training's one z per ray serves all
         the ray's samples, and the export's m subject points x q object points cost m + q grid lookups.
-        ``query_encoding`` / ``position_encoding``: their encodings when the caller has them.
+        ``query_encoding``: the query's encoding when the caller has it.
         """
-        inputs, shape = self._inputs(positions, query, query_encoding, position_encoding)
+        inputs, shape = self._inputs(positions, query, query_encoding)
         return self.mlp(inputs).reshape(*shape, -1).float()
 
-    def composite(
-        self, positions: Tensor, query: Tensor, weights: Tensor, position_encoding: Tensor | None = None
-    ) -> Tensor:
+    def composite(self, positions: Tensor, query: Tensor, weights: Tensor) -> Tensor:
         """``composite(self(positions, query), weights)`` for ``[N, k, 3]`` samples whose weights sum to one per
         ray, with the output layer applied once per ray (see :func:`composite_through_last_layer`)."""
-        inputs, shape = self._inputs(positions, query, None, position_encoding)
+        inputs, shape = self._inputs(positions, query, None)
         return composite_through_last_layer(self.mlp, inputs, shape, weights)
 
-    def _inputs(
-        self, positions: Tensor, query: Tensor, query_encoding: Tensor | None, position_encoding: Tensor | None
-    ) -> tuple[Tensor, torch.Size]:
+    def _inputs(self, positions: Tensor, query: Tensor, query_encoding: Tensor | None) -> tuple[Tensor, torch.Size]:
         """The MLP's input rows (x's and z's encodings, the offset and its Fourier features) and their shape."""
         shape = torch.broadcast_shapes(positions.shape[:-1], query.shape[:-1])
         if query_encoding is None:
             query_encoding = self.encode_query(query)
-        if position_encoding is None:
-            position_encoding = self.encode_query(positions)
-        enc_x = position_encoding.expand(*shape, -1).reshape(-1, query_encoding.shape[-1])
+        enc_x = self.encode_query(positions).expand(*shape, -1).reshape(-1, query_encoding.shape[-1])
         enc_z = query_encoding.expand(*shape, -1).reshape(-1, query_encoding.shape[-1])
         offset = (query - positions).expand(*shape, 3).reshape(-1, 3).float()
         angles = (offset[:, :, None] * self.offset_scales).reshape(len(offset), -1)

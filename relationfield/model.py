@@ -49,10 +49,6 @@ class RelationFieldModelConfig(NerfactoModelConfig):
     """Hash grid and MLP of the instance head."""
     relation_grid: GridSpec = field(default_factory=GridSpec)
     """Hash grid and MLP of the relation head g(x, z)."""
-    shared_head_grid: bool = False
-    """One hash grid (semantic_grid's) for the three heads, each with its own MLP: one grid lookup per sample
-    instead of three, and a third of the heads' grid parameters (instance_grid and relation_grid then give
-    only their MLP sizes)."""
     relation_offset_frequencies: int = 0
     """Octaves of sines and cosines of the offset z - x fed to the relation head (0: the raw offset only, as in
     runs trained before they existed; the presets use 6)."""
@@ -98,14 +94,9 @@ class RelationFieldModel(NerfactoModel):
         self.label_spec = spec
         implementation = self.config.implementation
         self.semantic_head = FeatureHead(spec.semantic_dim, self.config.semantic_grid, implementation)
-        shared = self.semantic_head.encoding if self.config.shared_head_grid else None
-        self.instance_head = FeatureHead(self.config.instance_dim, self.config.instance_grid, implementation, shared)
+        self.instance_head = FeatureHead(self.config.instance_dim, self.config.instance_grid, implementation)
         self.relation_head = RelationHead(
-            spec.relation_dim,
-            self.config.relation_grid,
-            implementation,
-            self.config.relation_offset_frequencies,
-            encoding=shared,
+            spec.relation_dim, self.config.relation_grid, implementation, self.config.relation_offset_frequencies
         )
         speed_up_hash_grids(self)  # this model's torch hash grids only (nerfacto's field, proposals, heads)
         self.relation_query: Tensor | None = None
@@ -142,8 +133,11 @@ class RelationFieldModel(NerfactoModel):
 
     def get_param_groups(self) -> dict[str, list[Parameter]]:
         groups = super().get_param_groups()
-        heads = torch.nn.ModuleList([self.semantic_head, self.instance_head, self.relation_head])
-        groups["relationfield_heads"] = list(heads.parameters())  # a shared grid's table once
+        groups["relationfield_heads"] = (
+            list(self.semantic_head.parameters())
+            + list(self.instance_head.parameters())
+            + list(self.relation_head.parameters())
+        )
         return groups
 
     def normalize_positions(self, positions: Tensor) -> Tensor:
@@ -190,11 +184,9 @@ class RelationFieldModel(NerfactoModel):
         top_positions, top_weights = topk_samples(
             self.normalize_positions(positions), weights, self.config.feature_samples
         )
-        # a shared grid is looked up once for the three heads
-        encoded = self.semantic_head.encoding(top_positions.reshape(-1, 3)) if self.config.shared_head_grid else None
         if self.training or self.render_features:
-            outputs["semantic"] = self.semantic_head.composite(top_positions, top_weights, encoded)
-            outputs["instance"] = self.instance_head.composite(top_positions, top_weights, encoded)
+            outputs["semantic"] = self.semantic_head.composite(top_positions, top_weights)
+            outputs["instance"] = self.instance_head.composite(top_positions, top_weights)
         if want_relation:
             if partner is not None:
                 points = (ray_bundle.origins + ray_bundle.directions * outputs["expected_depth"]).detach()
@@ -202,8 +194,7 @@ class RelationFieldModel(NerfactoModel):
             else:
                 assert self.relation_query is not None
                 query = self.normalize_positions(self.relation_query.to(positions).reshape(1, 1, 3))
-            position_encoding = None if encoded is None else encoded.reshape(*top_positions.shape[:-1], -1)
-            outputs["relation"] = self.relation_head.composite(top_positions, query, top_weights, position_encoding)
+            outputs["relation"] = self.relation_head.composite(top_positions, query, top_weights)
         return outputs
 
     def get_metrics_dict(self, outputs, batch) -> dict[str, Tensor]:

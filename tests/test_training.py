@@ -77,31 +77,6 @@ def test_feature_losses_do_not_reach_geometry(synth_capture, labels_dir, tmp_pat
     assert any(g is not None and g.abs().max() > 0 for g in torch.autograd.grad(feature_loss, heads, allow_unused=True))
 
 
-def test_shared_head_grid_is_one_table_looked_up_once(synth_capture, labels_dir, tmp_path):
-    config = lite_config(synth_capture, labels_dir, tmp_path, 1)
-    config.pipeline.model.shared_head_grid = True
-    pipeline = config.pipeline.setup(device="cpu", test_mode="val")
-    model = pipeline.model
-    grid = model.semantic_head.encoding
-    assert model.instance_head.encoding is grid and model.relation_head.encoding is grid
-    heads = model.get_param_groups()["relationfield_heads"]
-    assert sum(p is grid.hash_table for p in heads) == 1  # the optimiser sees the shared table once
-    lookups: list[int] = []
-    grid.register_forward_hook(lambda module, inputs, output: lookups.append(len(inputs[0])))
-    ray_bundle, batch = pipeline.datamanager.next_train(0)
-    outputs = model(ray_bundle)
-    n, k = len(ray_bundle), config.pipeline.model.feature_samples
-    assert sorted(lookups) == [n, n * k]  # the samples once for all three heads, the partners' z once
-    # the same features as each head looking the grid up itself (as queries on a trained run do)
-    with torch.no_grad():
-        positions = torch.rand(50, 3)
-        assert torch.allclose(model.semantic_head(positions), model.semantic_head(positions, grid(positions)))
-    losses = model.get_loss_dict(outputs, batch, model.get_metrics_dict(outputs, batch))
-    feature_loss = losses["semantic_loss"] + losses["instance_loss"] + losses["relation_loss"]
-    (grad,) = torch.autograd.grad(feature_loss, [grid.hash_table])
-    assert grad.abs().max() > 0
-
-
 @pytest.mark.slow
 def test_short_run_learns_objects_and_relations(trained_run):
     from nerfstudio.utils.eval_utils import eval_setup
