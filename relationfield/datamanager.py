@@ -25,7 +25,9 @@ from nerfstudio.utils.rich_utils import CONSOLE
 
 from relationfield.errors import UserError
 from relationfield.labels import LabelStore
+from relationfield.labels.identity import FrameGeometry
 from relationfield.labels.spec import LABEL_SPEC_KEY, read_label_spec
+from relationfield.labels.store import IGNORED_RELATION
 from relationfield.losses import relation_targets_onehot
 from relationfield.sampler import PairSampler
 
@@ -107,6 +109,15 @@ class RelationFieldDataManagerConfig(VanillaDataManagerConfig):
     """Load frames' depth_file_path maps and supervise expected depth with them."""
     sampler_seed: int = 0
     """Seed of the pair sampler (under DDP each process adds its global rank, so ranks draw different pairs)."""
+    relation_consensus: bool = True
+    """Pool each object pair's relations over the training frames when the capture has depth maps: a pair stated
+    in some frames is taught in the frames that show it without stating it, instead of "none" (labels/consensus.py)."""
+    consensus_min_frames: int = 2
+    """Frames that must state a pair before the other frames are taught it (fewer: those frames teach nothing)."""
+    consensus_min_iou: float = 0.2
+    """Least voxel intersection over union of two frames' masks of one object (labels/identity.py)."""
+    consensus_predicate_share: float = 0.25
+    """Least share of a pair's stating frames that must state a predicate for the other frames to be taught it."""
 
 
 def capture_dir(data: Path) -> Path:
@@ -174,8 +185,42 @@ class RelationFieldDataManager(VanillaDataManager[RelationFieldDataset]):
                 raise UserError(f"The label store at {self.labels_dir} labels none of the training frames.")
         return self.labels
 
-    def setup_train(self) -> None:
+    def pool_relations(self) -> None:
+        """Pool the label store's relations over the training frames (``relation_consensus``), with depth maps."""
+        if not (self.config.relation_consensus and self.train_dataset.has_depth):
+            return
+        from relationfield.labels.consensus import pool_relations
+
         labels = self.open_labels()
+        self.labels, consensus = pool_relations(
+            labels,
+            self._frame_geometry,
+            self.config.consensus_min_frames,
+            self.config.consensus_min_iou,
+            self.config.consensus_predicate_share,
+        )
+        CONSOLE.print(
+            f"Relation consensus: {consensus.num_added} relations taught in frames that do not state them, "
+            f'{len(consensus.ignored_subject)} pairs stated only once left out of "none".'
+        )
+
+    def _frame_geometry(self, frame: int) -> FrameGeometry | None:
+        """Depth and camera of label-store frame ``frame`` (training frames only)."""
+        if frame >= len(self.train_dataset):
+            return None
+        cameras = self.train_dataparser_outputs.cameras
+        intrinsics = tuple(float(v[frame]) for v in (cameras.fx, cameras.fy, cameras.cx, cameras.cy))
+        return FrameGeometry(
+            depth=self.train_dataset.depth_map(frame)[..., 0].numpy(),
+            intrinsics=intrinsics,  # type: ignore[arg-type]
+            camera_to_world=cameras.camera_to_worlds[frame].numpy(),
+        )
+
+    def setup_train(self) -> None:
+        self.open_labels()
+        self.pool_relations()
+        labels = self.labels
+        assert labels is not None
         super().setup_train()
         pair_sampler = PairSampler(
             labels,
@@ -206,7 +251,7 @@ class RelationFieldDataManager(VanillaDataManager[RelationFieldDataset]):
         predicates = labels.relation_predicates[relation.clamp_min(0)]
         predicates = torch.where(has_relation[:, None], predicates, torch.full_like(predicates, -1))
         batch["relation_positives"] = relation_targets_onehot(predicates, len(labels.predicates))
-        batch["relation_valid"] = (mask >= 0) & (mask[partner] >= 0)
+        batch["relation_valid"] = (mask >= 0) & (mask[partner] >= 0) & (relation != IGNORED_RELATION)
         batch["relation_table"] = self._relation_table
         return batch
 

@@ -7,20 +7,22 @@ dtype (uint8, or int16 for frames with more than 255 masks). A per-pixel feature
 
 from __future__ import annotations
 
-import os
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from relationfield.errors import StaleLabelsError, UserError
-from relationfield.labels.format import mask_boxes, normalize_frame_name, preview_names
+from relationfield.errors import UserError
+from relationfield.labels.format import mask_boxes, normalize_frame_name
 from relationfield.labels.frames import FrameArrays, read_frame, read_predicates
-from relationfield.labels.manifest import HOW_TO_FIX_STALE, check_fresh, read_manifest
+from relationfield.labels.manifest import check_fresh, read_manifest
+from relationfield.labels.selection import segment_maps, select_frames
+
+IGNORED_RELATION = -2
+"""What :meth:`LabelStore.relation_lookup` returns for a pair that is taught neither a relation nor "none"."""
 
 
 @dataclass(eq=False)
@@ -57,6 +59,8 @@ class LabelStore:
     none_embedding: torch.Tensor  # float16 [Dr]
     _pair_keys: torch.Tensor = field(repr=False)  # int64 [R], sorted subject * M + object
     _pair_relations: torch.Tensor = field(repr=False)  # int64 [R], relation index of each key
+    _ignored_keys: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long), repr=False)
+    """int64, sorted subject * M + object keys of pairs taught neither a relation nor "none"."""
 
     @property
     def num_frames(self) -> int:
@@ -109,7 +113,7 @@ class LabelStore:
         stored_names: list[str] = [normalize_frame_name(name) for name in manifest["frames"]["names"]]
         if data_dir is not None:
             check_fresh(labels_dir, data_dir, manifest, stored_names)
-        names = _select_frames(labels_dir, stored_names, frame_names, data_dir)
+        names = select_frames(labels_dir, stored_names, frame_names, data_dir)
         semantic_dim = int(manifest["semantic"]["dim"])
         relation_dim = int(manifest["relation"]["dim"])
         predicates = read_predicates(labels_dir, relation_dim)
@@ -146,7 +150,7 @@ class LabelStore:
             relation_dim=relation_dim,
             frame_names=list(names),
             labelled=torch.tensor([frame is not None for frame in frames], dtype=torch.bool),
-            segments=_segment_maps(names, frames, data_dir),
+            segments=segment_maps(names, frames, data_dir),
             mask_offsets=masks.offsets,
             mask_embeddings=masks.embeddings,
             mask_labels=masks.labels,
@@ -164,8 +168,54 @@ class LabelStore:
             _pair_relations=pair_relations,
         )
 
+    def with_relations(
+        self,
+        frame: torch.Tensor,
+        subject: torch.Tensor,
+        obj: torch.Tensor,
+        predicates: torch.Tensor,
+        source: torch.Tensor,
+        ignored: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> LabelStore:
+        # predicates: [A, K] predicate ids padded with -1 (K may differ from the store's).
+        """A copy with relations added (each with the text embedding of stated relation ``source``) and
+        ``ignored`` (subject, object) pairs that :meth:`relation_lookup` reports as ``IGNORED_RELATION``.
+
+        Raises:
+            UserError: an added pair is already a relation of its frame.
+        """
+        width = max(self.relation_predicates.shape[1], predicates.shape[1])
+
+        def pad(table: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.pad(table.long(), (0, width - table.shape[1]), value=-1)
+
+        relations = _Relations(
+            frame=torch.cat([self.relation_frame, frame.long()]),
+            subject=torch.cat([self.relation_subject, subject.long()]),
+            object=torch.cat([self.relation_object, obj.long()]),
+            predicates=torch.cat([pad(self.relation_predicates), pad(predicates)]),
+            embeddings=torch.cat([self.relation_embeddings, self.relation_embeddings[source.long()]]),
+        )
+        pair_keys, pair_relations = _pair_index(self.labels_dir, relations, self.num_masks)
+        ignored_keys = self._ignored_keys
+        if ignored is not None:
+            keys = ignored[0].long() * max(self.num_masks, 1) + ignored[1].long()
+            ignored_keys = torch.unique(torch.cat([ignored_keys, keys]))
+        return replace(
+            self,
+            relation_frame=relations.frame,
+            relation_subject=relations.subject,
+            relation_object=relations.object,
+            relation_predicates=relations.predicates,
+            relation_embeddings=relations.embeddings,
+            _pair_keys=pair_keys,
+            _pair_relations=pair_relations,
+            _ignored_keys=ignored_keys,
+        )
+
     def relation_lookup(self, subject_global: torch.Tensor, object_global: torch.Tensor) -> torch.Tensor:
-        """Relation index of each (subject, object) pair of global mask ids, or -1 if unlabelled.
+        """Relation index of each (subject, object) pair of global mask ids, -1 if unlabelled ("none"), or
+        ``IGNORED_RELATION`` for a pair to teach nothing (see :meth:`with_relations`).
 
         Global mask ids belong to one frame, so pairs of masks from different frames never match.
         Ids outside ``0..M-1`` (e.g. -1 for "no mask") give -1. The inputs broadcast against each
@@ -182,6 +232,8 @@ class LabelStore:
         valid &= (object_global >= 0) & (object_global < self.num_masks)
         keys = subject_global * num_masks + object_global
         result = torch.full_like(keys, -1)
+        if self._ignored_keys.numel():
+            result = torch.where(valid & _contains(self._ignored_keys.to(device), keys), IGNORED_RELATION, result)
         if self._pair_keys.numel() == 0:
             return result
         sorted_keys = self._pair_keys.to(device)
@@ -212,55 +264,6 @@ class LabelStore:
             f"semantic={self.semantic_encoder}:{self.semantic_dim}, "
             f"relation={self.relation_encoder}:{self.relation_dim})"
         )
-
-
-def _select_frames(
-    labels_dir: Path, stored_names: list[str], frame_names: Sequence[str] | None, data_dir: Path | None
-) -> list[str]:
-    """The store's frames in dataset order: ``frame_names`` normalised, or the stored names by default.
-
-    Raises:
-        StaleLabelsError: none of ``frame_names`` has labels.
-    """
-    if frame_names is None:
-        return list(stored_names)
-    names = [_relative_name(name, data_dir) for name in frame_names]
-    if names and stored_names and not set(stored_names).intersection(names):
-        raise StaleLabelsError(
-            f"None of the dataset's {len(names)} images has labels in {labels_dir} (it labels "
-            f"{preview_names(stored_names, 3)}; the dataset has {preview_names(names, 3)}). "
-            f"The labels belong to another capture or the images were renamed. {HOW_TO_FIX_STALE}"
-        )
-    return names
-
-
-def _relative_name(name: str | os.PathLike[str], data_dir: Path | None) -> str:
-    """A dataset image name relative to the capture (absolute paths inside ``data_dir`` included)."""
-    path = Path(name)
-    if path.is_absolute() and data_dir is not None:
-        for base in (Path(data_dir), Path(data_dir).resolve()):
-            try:
-                return normalize_frame_name(path.relative_to(base).as_posix())
-            except ValueError:
-                continue
-        try:
-            return normalize_frame_name(path.resolve().relative_to(Path(data_dir).resolve()).as_posix())
-        except ValueError:
-            pass
-    return normalize_frame_name(name)
-
-
-def _segment_maps(names: list[str], frames: list[FrameArrays | None], data_dir: Path | None) -> list[torch.Tensor]:
-    """Each frame's segment map; an unlabelled frame gets an all-zero map of its image's size (or, if that
-    is unknown, of the most common labelled size)."""
-    sizes = Counter(frame.segments.shape for frame in frames if frame is not None)
-    fallback_size: tuple[int, int] = sizes.most_common(1)[0][0] if sizes else (1, 1)
-    return [
-        torch.zeros(_image_size(data_dir, name) or fallback_size, dtype=torch.uint8)
-        if frame is None
-        else torch.from_numpy(frame.segments)
-        for name, frame in zip(names, frames)
-    ]
 
 
 @dataclass
@@ -328,6 +331,12 @@ class _Relations:
         )
 
 
+def _contains(sorted_keys: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """Whether each of ``keys`` is in the non-empty sorted tensor ``sorted_keys``."""
+    positions = torch.searchsorted(sorted_keys, keys).clamp_(max=sorted_keys.numel() - 1)
+    return sorted_keys[positions] == keys
+
+
 def _pair_index(labels_dir: Path, relations: _Relations, num_masks: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(sorted subject * M + object keys, relation index of each key)`` for :meth:`LabelStore.relation_lookup`.
 
@@ -345,20 +354,6 @@ def _boxes_and_areas(segments: np.ndarray, num_masks: int) -> tuple[np.ndarray, 
     """Inclusive ``(y0, x0, y1, x1)`` boxes (int16, -1 for empty masks) and pixel counts of masks ``1..n``."""
     areas = np.bincount(segments.astype(np.int64).reshape(-1), minlength=num_masks + 1)[1 : num_masks + 1]
     return mask_boxes(segments, num_masks).astype(np.int16), areas.astype(np.int32)
-
-
-def _image_size(data_dir: Path | None, name: str) -> tuple[int, int] | None:
-    """``(height, width)`` of an image of the capture (read from its header), or None if unknown."""
-    if data_dir is None or not (data_dir / name).is_file():
-        return None
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(data_dir / name) as image:
-            width, height = image.size
-    except (OSError, UnidentifiedImageError):
-        return None
-    return height, width
 
 
 def _concat(parts: list[np.ndarray], empty_shape: tuple[int, ...], dtype: type) -> np.ndarray:
