@@ -17,6 +17,7 @@ CONFIGS_DIR = Path(str(resources.files("relationfield") / "configs"))
 OBJECT_VOCAB = CONFIGS_DIR / "3dssg_objects.txt"
 PREDICATE_VOCAB = CONFIGS_DIR / "3dssg_predicates.txt"
 NONE_PREDICATE = "none"
+"""The predicate meaning "no relation" (first line of the predicate file, last row of the label store's table)."""
 
 
 _CONVERSE_PAIRS = (
@@ -33,7 +34,16 @@ CONVERSES: dict[str, str] = {
 }
 """The converse of each predicate that has one (3DSSG names; symmetric predicates are their own): "A bigger
 than B" is "B smaller than A". Support and containment predicates have none."""
-"""The predicate meaning "no relation" (first line of the predicate file, last row of the label store's table)."""
+
+IMPLIED: dict[str, tuple[str, ...]] = {
+    "standing on": ("supported by",),
+    "lying on": ("supported by",),
+    "standing in": ("inside",),
+    "lying in": ("inside",),
+    "hanging in": ("inside",),
+}
+"""Predicates that a predicate entails (3DSSG names): what stands or lies on B is supported by B, what stands,
+lies or hangs in B is inside B. A vision model usually names only the specific one."""
 
 
 def read_vocab(path: Path, what: str = "vocabulary") -> list[str]:

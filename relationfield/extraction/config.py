@@ -68,6 +68,9 @@ class ExtractionConfig:
     converse_weight: float = 0.5
     """Weight of the reverse link's converse score in a link's score of a converse or symmetric predicate
     ("A bigger than B" and "B smaller than A"; 0 turns this off)."""
+    implied_predicates: bool = True
+    """Raise a link's score of a predicate that another entails ("standing on" entails "supported by") to the
+    entailing predicate's score (relationfield.vocab.IMPLIED)."""
     all_pairs: bool = False
     """Score every ordered pair of nodes instead."""
     subject_samples: int = 48

@@ -17,6 +17,7 @@ from torch import Tensor
 from relationfield.extraction.clustering import box_gap
 from relationfield.extraction.config import ExtractionConfig, Progress, no_progress
 from relationfield.extraction.converse import fuse_converses
+from relationfield.extraction.implication import fuse_implications
 from relationfield.extraction.nodes import top_scores
 from relationfield.query import FieldQuery
 from relationfield.scene_graph import SceneLink, SceneNode
@@ -73,6 +74,8 @@ def score_links(
         rows.update(zip(batch, probs))
         advance(len(batch))
     links: list[SceneLink] = []
+    if config.implied_predicates:
+        rows = fuse_implications(rows, texts)
     for (a, b), row in fuse_converses(rows, texts, config.converse_weight).items():
         scores = top_scores(row, texts, config.predicate_top_k, always=none_index)
         best = max(((n, s) for n, s in scores if n != NONE_PREDICATE), key=lambda item: item[1])
