@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from relationfield.errors import UserError
 
 
 @dataclass
 class Eval:
-    """Score a predicted scene graph against ground truth (3DSSG-style recalls, Reference R@k and none
-    precision; protocol in README). Reference R@k and none precision need links for all pairs (export with
-    --all-pairs). Prints a markdown table and writes eval.json and eval.md next to the prediction (or to
-    --output-dir)."""
+    """Score a predicted scene graph against ground truth (3DSSG-style recalls under --protocol relationfield,
+    open3dsg or 3dssg; Reference R@k and none precision; protocol in README). Reference R@k and none precision
+    need links for all pairs (export with --all-pairs). Prints a markdown table and writes eval.json and eval.md
+    next to the prediction (or to --output-dir)."""
 
     pred: Path
     """scene_graph.json written by `relationfield export scene-graph`."""
@@ -34,6 +35,18 @@ class Eval:
     """For 3DSSG ground truth (no geometry): JSON {predicted node id: ground-truth object id}."""
     scan: str | None = None
     """For 3DSSG ground truth with several scans: the scan id."""
+    protocol: Literal["relationfield", "open3dsg", "3dssg"] = "relationfield"
+    """Rules of Object / Predicate / Relation R@k.
+    relationfield: ties count against the prediction; "none" competes for predicates but is no triplet
+    candidate; GT-related pairs only; pooled over all GT objects / triples.
+    open3dsg (Open3DSG eval.py): predicate and triplet ties in the prediction's favour, object ties by list
+    order; every unrelated ordered pair is a "none" triple (a predicate hit when the GT boxes are over 0.5 m
+    apart); "none" is a triplet candidate; recalls averaged per subgraph (--splits).
+    3dssg (3DSSG util_eva.py): ties by list order; a pair's predicate and triplet ranks are divided by its
+    number of GT predicates (rounded up); "none" is no class; pooled."""
+    splits: Path | None = None
+    """For --protocol open3dsg: the subgraphs, a 3DSSG split file (relationships_*.json with "split" entries)
+    or JSON {subgraph name: [GT object ids]} (default: the whole scan is one subgraph)."""
     load_config: Path | None = None
     """The run the graph was exported from: adds relation-guided segmentation (referring queries about twins,
     with a CLIP-only baseline) and the predicate-only queries (needs synth ground truth and points.ply)."""
@@ -56,6 +69,8 @@ class Eval:
             node_map_path=self.node_map,
             scan=self.scan,
             structural_labels=self.structural_labels,
+            protocol=self.protocol,
+            splits_path=self.splits,
         )
         report = result.to_markdown()
         if self.load_config is not None:

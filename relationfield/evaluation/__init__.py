@@ -7,7 +7,9 @@ it is called). The exact protocol is documented in the README's section "Evaluat
 * predicted nodes are matched one-to-one to ground-truth (GT) objects by axis-aligned box IoU
   (Hungarian assignment, pairs below ``min_iou`` dropped), or through a given node map;
 * Object R@k (k = 1, 5, 10) over GT objects, Predicate R@k (k = 1, 3, 5) and Relation (triplet)
-  R@k (k = 1, 50, 100) over GT triplets; every rank counts ties against the prediction.
+  R@k (k = 1, 50, 100) over GT triplets; every rank counts ties against the prediction (the default
+  ``protocol="relationfield"``; ``"open3dsg"`` and ``"3dssg"`` follow those papers' evaluation code,
+  :mod:`~relationfield.evaluation.protocols`).
 
 Two ground-truth formats are understood: ``{"objects": [...], "relationships": [[s, o, "p"], ...]}``
 (the synthetic captures' ``ground_truth/scene_graph.json``) and 3DSSG's ``relationships.json``
@@ -15,9 +17,10 @@ Two ground-truth formats are understood: ``{"objects": [...], "relationships": [
 
 Public API::
 
-    evaluate(pred, gt, *, min_iou=0.1, ignore_labels=(), node_map=None, scan=None) -> EvalResult
+    evaluate(pred, gt, *, min_iou=0.1, ignore_labels=(), node_map=None, scan=None,
+             protocol="relationfield", splits=None) -> EvalResult
     evaluate_files(pred_path, gt_path, *, output_dir=None, min_iou=0.1, ignore_labels=(),
-                   node_map_path=None, scan=None) -> EvalResult
+                   node_map_path=None, scan=None, protocol="relationfield", splits_path=None) -> EvalResult
     rank_with_ties(scores, name) -> int | None
     aabb_iou(a_min, a_max, b_min, b_max) -> float
     relation_guided_segmentation(query, points_world, point_node, gt, matches, ...) -> GuidedResult
@@ -27,7 +30,8 @@ Bad input raises :class:`relationfield.errors.UserError` with a message meant fo
 Modules: :mod:`~relationfield.evaluation.schema` (field types and error messages),
 :mod:`~relationfield.evaluation.prediction` (the prediction reader),
 :mod:`~relationfield.evaluation.ground_truth` (the two GT formats), :mod:`~relationfield.evaluation.matching`,
-:mod:`~relationfield.evaluation.ranking` (ranks and recalls), :mod:`~relationfield.evaluation.report`
+:mod:`~relationfield.evaluation.ranking` (ranks and recalls), :mod:`~relationfield.evaluation.protocols` (the
+peers' rules), :mod:`~relationfield.evaluation.report`
 (:class:`EvalResult`, ``eval.json`` / ``eval.md``), :mod:`~relationfield.evaluation.evaluator` (the entry
 points) and :mod:`~relationfield.evaluation.guided_segmentation`.
 """

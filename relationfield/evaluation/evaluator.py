@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import numpy as np
 from pydantic import TypeAdapter
 
 from relationfield.errors import UserError
-from relationfield.evaluation.ground_truth import GT_FORMAT_3DSSG, GroundTruth, read_ground_truth
+from relationfield.evaluation.ground_truth import GT_FORMAT_3DSSG, GroundTruth, GtObject, Triplet, read_ground_truth
 from relationfield.evaluation.matching import (
     DEFAULT_MIN_EXTENT,
     DEFAULT_MIN_IOU,
@@ -24,12 +25,21 @@ from relationfield.evaluation.matching import (
     read_node_map,
 )
 from relationfield.evaluation.prediction import Prediction, read_prediction
-from relationfield.evaluation.ranking import OBJECT_KS, PREDICATE_KS, RELATION_KS, object_ranks, recall, triplet_ranks
+from relationfield.evaluation.protocols import (
+    DEFAULT_PROTOCOL,
+    ProtocolRecalls,
+    Rules,
+    get_rules,
+    protocol_recalls,
+    subgraph_groups,
+)
 from relationfield.evaluation.reference import STRUCTURAL_LABELS, reference_metrics
 from relationfield.evaluation.report import EvalResult, write_report
-from relationfield.evaluation.schema import Name, validate
+from relationfield.evaluation.schema import Name, NodeId, path_locator, validate
 
 _LABELS = TypeAdapter(list[Name])
+_NAMED_GROUPS = TypeAdapter(dict[str, list[NodeId]])
+_IDS = TypeAdapter(list[NodeId])
 
 
 def evaluate(
@@ -42,6 +52,8 @@ def evaluate(
     node_map: Mapping[int, int] | None = None,
     scan: str | None = None,
     structural_labels: Sequence[str] = STRUCTURAL_LABELS,
+    protocol: str = DEFAULT_PROTOCOL,
+    splits: Any = None,
 ) -> EvalResult:
     """Evaluate a prediction (our export format) against ground truth (synthetic or 3DSSG).
 
@@ -51,46 +63,75 @@ def evaluate(
     ``node_map`` is given, which is then used instead. GT objects whose label is in
     ``ignore_labels`` take part in the matching, then they and their triplets are left out of every
     count and denominator. ``structural_labels`` are left out of none precision (see :mod:`.reference`).
+    ``protocol`` picks the ranking rules (:mod:`.protocols`); ``splits`` (``open3dsg`` only) groups the
+    GT objects into subgraphs (see :func:`read_splits`), the whole scan being one subgraph without it.
     """
+    rules = get_rules(protocol)
     if isinstance(min_iou, bool) or not isinstance(min_iou, numbers.Real) or not 0.0 < float(min_iou) <= 1.0:
         raise UserError(f"min_iou must be a number in (0, 1], got {min_iou!r}")
+    if splits is not None and not rules.per_subgraph:
+        raise UserError(f"subgraph splits only apply to protocols that average per subgraph, not {rules.name!r}")
     ignored = _ignore_set(ignore_labels)
     prediction = read_prediction(pred)
     truth = read_ground_truth(gt, scan)
     kept = [obj for _, obj in sorted(truth.objects.items()) if obj.label not in ignored]
     kept_ids = {obj.id for obj in kept}
     triplets = [t for t in truth.triplets if t[0] in kept_ids and t[1] in kept_ids]
+    groups = None if splits is None else subgraph_groups(read_splits(splits, truth.scan), truth, kept_ids)
 
     all_matches, matching = _match(prediction, truth, node_map, float(min_iou), float(min_extent))
     # Ignored objects take part in the matching (a floor node pairs with the floor, not with a rug),
     # then their matches are dropped with them.
     matches = [m for m in all_matches if m.gt_id in kept_ids]
     node_of = {m.gt_id: m.node_id for m in matches}
-
-    ranks = triplet_ranks(triplets, truth, prediction, node_of)
-    ious = [m.iou for m in matches if m.iou is not None]
     structural = _ignore_set(structural_labels, "structural_labels", "a structural label")
-    return EvalResult(
-        object_recall=recall(object_ranks(kept, prediction, node_of), OBJECT_KS),
-        predicate_recall=recall(ranks.predicate, PREDICATE_KS),
-        relation_recall=recall(ranks.relation, RELATION_KS),
-        num_gt_objects=len(kept),
-        num_matched_objects=len(matches),
-        num_gt_triplets=len(triplets),
-        num_gt_pairs=len({(s, o) for s, o, _ in triplets}),
-        num_evaluated_links=ranks.evaluated_links,
-        num_pred_nodes=len(prediction.nodes),
-        num_pred_links=len(prediction.links),
-        num_ignored_objects=len(truth.objects) - len(kept),
-        num_ignored_triplets=len(truth.triplets) - len(triplets),
-        mean_iou=float(np.mean(ious)) if ious else None,
-        gt_format=truth.format,
+    return _result(
+        rules,
+        protocol_recalls(rules, kept, triplets, truth, prediction, node_of, groups),
+        _Counted(prediction, truth, kept, triplets, matches),
         matching=matching,
         min_iou=float(min_iou),
         ignore_labels=tuple(sorted(ignored)),
+        reference=reference_metrics(triplets, kept, prediction, node_of, structural),
+    )
+
+
+@dataclass(frozen=True)
+class _Counted:
+    """What the counts of a result are taken from."""
+
+    prediction: Prediction
+    truth: GroundTruth
+    kept: list[GtObject]
+    triplets: list[Triplet]
+    matches: list[Match]
+
+
+def _result(rules: Rules, recalls: ProtocolRecalls, counted: _Counted, **settings: Any) -> EvalResult:
+    """The result: the protocol's recalls, the counts behind them and the settings that produced them."""
+    truth, prediction, matches = counted.truth, counted.prediction, counted.matches
+    ious = [m.iou for m in matches if m.iou is not None]
+    return EvalResult(
+        object_recall=recalls.object,
+        predicate_recall=recalls.predicate,
+        relation_recall=recalls.relation,
+        num_gt_objects=len(counted.kept),
+        num_matched_objects=len(matches),
+        num_gt_triplets=len(counted.triplets),
+        num_gt_pairs=len({(s, o) for s, o, _ in counted.triplets}),
+        num_evaluated_links=recalls.evaluated_links,
+        num_pred_nodes=len(prediction.nodes),
+        num_pred_links=len(prediction.links),
+        num_ignored_objects=len(truth.objects) - len(counted.kept),
+        num_ignored_triplets=len(truth.triplets) - len(counted.triplets),
+        mean_iou=float(np.mean(ious)) if ious else None,
+        gt_format=truth.format,
         scan=truth.scan,
         matches=tuple(matches),
-        reference=reference_metrics(triplets, kept, prediction, node_of, structural),
+        protocol=rules.name,
+        num_none_triplets=recalls.none_triplets,
+        num_subgraphs=recalls.subgraphs,
+        **settings,
     )
 
 
@@ -110,6 +151,38 @@ def _ignore_set(labels: Sequence[str], what: str = "ignore_labels", item: str = 
     if isinstance(labels, str) or not isinstance(labels, Iterable):
         raise UserError(f"{what} must be a list of labels, got {labels!r}")
     return set(validate(_LABELS, list(labels), lambda loc: item))
+
+
+def read_splits(data: Any, scan: str | None, where: str = "the split mapping") -> dict[str, list[int]]:
+    """Subgraphs as ``{name: [GT object ids]}``, from that form or from a 3DSSG split file.
+
+    A 3DSSG split file (``3DSSG_subset/relationships_*.json``) is ``{"scans": [{"scan", "split",
+    "objects": {"id": label}}, ...]}``: each entry of the evaluated scan is one subgraph, named by its
+    ``split``. Without a scan id (synthetic ground truth) the file must hold a single scan.
+    """
+    if isinstance(data, Mapping) and isinstance(data.get("scans"), list):
+        return _splits_of_scan(data["scans"], scan, where)
+    if not isinstance(data, Mapping):
+        raise UserError(f"{where} must be a JSON object {{subgraph: [object ids]}} or a 3DSSG split file")
+    return validate(_NAMED_GROUPS, dict(data), path_locator(where, where))
+
+
+def _splits_of_scan(entries: list[Any], scan: str | None, where: str) -> dict[str, list[int]]:
+    if not all(isinstance(e, Mapping) and isinstance(e.get("objects"), Mapping) for e in entries):
+        raise UserError(f'{where}: every entry of "scans" must be a JSON object with "objects"')
+    scans = sorted({str(e.get("scan")) for e in entries})
+    if scan is None and len(scans) > 1:
+        raise UserError(f"{where} holds {len(scans)} scans; it needs 3DSSG ground truth with a scan id")
+    chosen = [e for e in entries if scan is None or str(e.get("scan")) == scan]
+    if not chosen:
+        raise UserError(f"{where} has no subgraph of scan {scan!r}")
+    splits: dict[str, list[int]] = {}
+    for i, entry in enumerate(chosen):
+        name = str(entry.get("split", i))
+        if name in splits:
+            raise UserError(f"{where}: split {name!r} of scan {entry.get('scan')!r} appears twice")
+        splits[name] = validate(_IDS, list(entry["objects"]), path_locator(f"{where} split {name}", where))
+    return splits
 
 
 def read_json(path: Path, what: str) -> Any:
@@ -140,13 +213,17 @@ def evaluate_files(
     node_map_path: Path | None = None,
     scan: str | None = None,
     structural_labels: Sequence[str] = STRUCTURAL_LABELS,
+    protocol: str = DEFAULT_PROTOCOL,
+    splits_path: Path | None = None,
 ) -> EvalResult:
     """:func:`evaluate` on files; with ``output_dir``, also write ``eval.json`` and ``eval.md`` there."""
+    get_rules(protocol)  # an unknown protocol fails before any file is read
     pred = read_json(Path(pred_path), "prediction file")
     gt = read_json(Path(gt_path), "ground-truth file")
     node_map = None
     if node_map_path is not None:
         node_map = read_node_map(read_json(Path(node_map_path), "node map file"), f"node map {node_map_path}")
+    splits = None if splits_path is None else read_json(Path(splits_path), "split file")
     try:
         result = evaluate(
             pred,
@@ -157,6 +234,8 @@ def evaluate_files(
             node_map=node_map,
             scan=scan,
             structural_labels=structural_labels,
+            protocol=protocol,
+            splits=splits,
         )
     except UserError as exc:
         raise UserError(f"evaluating {pred_path} against {gt_path}: {exc}") from exc

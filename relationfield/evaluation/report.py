@@ -10,6 +10,7 @@ from typing import Any
 
 from relationfield.errors import UserError
 from relationfield.evaluation.matching import MATCHING_IOU, Match
+from relationfield.evaluation.protocols import DEFAULT_PROTOCOL, RULES
 from relationfield.evaluation.reference import SUPPORT_PREDICATES, ReferenceResult
 
 EVAL_FORMAT = "relationfield-eval"
@@ -41,6 +42,12 @@ class EvalResult:
     matches: tuple[Match, ...]
     reference: ReferenceResult
     """Reference R@k and none precision (the metrics that see whether a relation depends on its reference)."""
+    protocol: str = DEFAULT_PROTOCOL
+    """The protocol whose rules produced the object, predicate and triplet recalls (see :mod:`.protocols`)."""
+    num_none_triplets: int | None = None
+    """GT "none" triples (unrelated ordered pairs) scored by the protocol; None when it scores none."""
+    num_subgraphs: int | None = None
+    """Subgraphs the recalls are averaged over; None when they are pooled."""
 
     def counts(self) -> dict[str, int]:
         """The counts, by name (the same names as in :meth:`to_json`)."""
@@ -55,6 +62,9 @@ class EvalResult:
             "ignored_gt_objects": self.num_ignored_objects,
             "ignored_gt_triplets": self.num_ignored_triplets,
             "gt_unrelated_pairs": self.reference.unrelated_pairs,
+            # only the protocols that score "none" triples or average per subgraph report these
+            **({} if self.num_none_triplets is None else {"gt_none_triplets": self.num_none_triplets}),
+            **({} if self.num_subgraphs is None else {"subgraphs": self.num_subgraphs}),
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -63,6 +73,7 @@ class EvalResult:
             "format": EVAL_FORMAT,
             "version": EVAL_VERSION,
             "settings": {
+                "protocol": self.protocol,
                 "gt_format": self.gt_format,
                 "matching": self.matching,
                 "min_iou": self.min_iou,
@@ -115,6 +126,8 @@ class EvalResult:
             f"matching: {self.matching}"
             f"{f' (min IoU {self.min_iou:g})' if self.matching == MATCHING_IOU else ''}; "
             f"ignored labels: {ignored}.",
+            "",
+            f"Protocol: {self.protocol} ({RULES[self.protocol].summary}).",
         ]
         return "\n".join(lines) + "\n"
 
