@@ -17,6 +17,7 @@ from typing import Annotated, Any, Union
 import tyro
 
 from relationfield.commands.ask import Ask
+from relationfield.commands.convert import ConvertTarget
 from relationfield.commands.data import LabelGt, Synth
 from relationfield.commands.demo import Demo
 from relationfield.commands.doctor import Doctor
@@ -62,6 +63,7 @@ SUBCOMMANDS: dict[str, object] = {
     "demo": Demo,
     "synth": Synth,
     "label-gt": LabelGt,
+    "convert": ConvertTarget,
     **_preprocess_commands(),
     "export": ExportTarget,
     "eval": Eval,
@@ -83,7 +85,10 @@ def quiet_known_library_warnings() -> None:
 
 def entrypoint(argv: list | None = None) -> None:
     """Console entry point of ``relationfield``."""
-    descriptions = {"export": "Export a trained run: the 3D scene graph, or the instance point cloud."}
+    descriptions = {
+        "export": "Export a trained run: the 3D scene graph, or the instance point cloud.",
+        "convert": "Convert a 3RScan, ScanNet++ or Replica scan into a capture with depth and ground truth.",
+    }
     choices = tuple(
         Annotated[Any, tyro.conf.subcommand(name=name, constructor=kind, description=descriptions.get(name))]
         for name, kind in SUBCOMMANDS.items()

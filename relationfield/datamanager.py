@@ -245,11 +245,15 @@ class RelationFieldDataManager(VanillaDataManager[RelationFieldDataset]):
         has_relation = relation >= 0
         batch["semantic_target"] = labels.mask_embeddings[mask.clamp_min(0)].float()
         none = labels.none_embedding.float()[None].expand(len(relation), -1)
-        batch["relation_target"] = torch.where(
-            has_relation[:, None], labels.relation_embeddings[relation.clamp_min(0)].float(), none
-        )
-        predicates = labels.relation_predicates[relation.clamp_min(0)]
-        predicates = torch.where(has_relation[:, None], predicates, torch.full_like(predicates, -1))
+        if labels.num_relations:
+            batch["relation_target"] = torch.where(
+                has_relation[:, None], labels.relation_embeddings[relation.clamp_min(0)].float(), none
+            )
+            predicates = labels.relation_predicates[relation.clamp_min(0)]
+            predicates = torch.where(has_relation[:, None], predicates, torch.full_like(predicates, -1))
+        else:  # a capture without relations (Replica): every pair is "none"
+            batch["relation_target"] = none.clone()
+            predicates = torch.full((len(relation), 1), -1, dtype=torch.long)
         batch["relation_positives"] = relation_targets_onehot(predicates, len(labels.predicates))
         batch["relation_valid"] = (mask >= 0) & (mask[partner] >= 0) & (relation != IGNORED_RELATION)
         batch["relation_table"] = self._relation_table

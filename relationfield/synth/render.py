@@ -68,7 +68,8 @@ def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray | None = None) -
     return c2w
 
 
-def _make_intersector(mesh: trimesh.Trimesh) -> object:
+def make_intersector(mesh: trimesh.Trimesh) -> object:
+    """A ray intersector for ``mesh``: embree when installed, else trimesh's slow pure-Python one."""
     if trimesh.ray.has_embree:
         return trimesh.ray.ray_pyembree.RayMeshIntersector(mesh)
     warnings.warn(
@@ -102,7 +103,7 @@ class Renderer:
         self.face_colours = np.concatenate(face_colours)
         self.normals = np.asarray(self.mesh.face_normals, dtype=np.float64)
         self.anchors = np.asarray(self.mesh.triangles[:, 0, :], dtype=np.float64)
-        self.intersector = _make_intersector(self.mesh)
+        self.intersector = make_intersector(self.mesh)
 
         # per-object pattern parameters, indexed by object id; they follow from the model signature so
         # identical objects get identical textures in their own frames
