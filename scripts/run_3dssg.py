@@ -3,8 +3,8 @@
 For every scan, in OUTPUT/<scan id>/: ``relationfield convert 3rscan`` (capture/), labels (``label-gt`` from the
 3DSSG ground truth, or the real preprocessing: ``masks``, ``relations``, ``embed``), ``ns-train`` (runs/),
 ``relationfield export scene-graph`` with the full 3DSSG vocabularies (its defaults) and every pair (scene_graph/) and
-``relationfield eval --protocol`` (scene_graph/eval.json). A stage whose output exists is skipped, so an
-interrupted run resumes. The table (OUTPUT/table.md, the paper's layout, the paper's numbers beside ours)
+``relationfield eval --protocol --matching points`` (scene_graph/eval.json). A stage whose output exists is
+skipped, so an interrupted run resumes. The table (OUTPUT/table.md, the paper's layout, the paper's numbers beside ours)
 averages the scans' recalls.
 
     python scripts/run_3dssg.py --rscan-root 3RScan/ --threedssg 3DSSG/ --scan-list scans.txt --output out/
@@ -120,8 +120,9 @@ class Run3dssg:
             # The export's default vocabularies are 3DSSG's 160 classes and 26 predicates (and "none").
             (rf + ["export", "scene-graph", "--load-config", str(config), "--output-dir", str(graph), "--all-pairs"],
              graph / "scene_graph.json"),
+            # Nodes match 3RScan's instances by point overlap with the annotated mesh's points (convert writes them).
             (rf + ["eval", "--pred", str(graph / "scene_graph.json"), "--gt", str(truth), "--protocol", self.protocol]
-             + ["--output-dir", str(graph)], graph / "eval.json"),
+             + ["--matching", "points", "--output-dir", str(graph)], graph / "eval.json"),
         ]  # fmt: skip
         return stages
 

@@ -95,3 +95,9 @@ def test_converted_capture_trains_exports_and_scores(dataset: str, tmp_path: Pat
     assert report["counts"]["pred_nodes"] >= 1
     assert 0.0 <= report["recall"]["object"]["10"] <= 1.0
     assert "Object R@1" in capsys.readouterr().out
+    # The capture's points on the annotated objects match nodes by point overlap too.
+    assert (capture / "ground_truth" / "points.ply").is_file()
+    entrypoint(["eval", "--pred", str(graph / "scene_graph.json"), "--gt", str(truth_file), "--matching", "points"])
+    by_points = json.loads((graph / "eval.json").read_text())
+    assert by_points["settings"]["matching"] == "points"
+    assert by_points["counts"]["gt_objects"] == num_objects

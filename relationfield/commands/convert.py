@@ -32,6 +32,8 @@ def _report(summary) -> None:
         f"Wrote {summary.frames} frames{skipped}, {summary.objects} objects and {summary.relationships} "
         f"ground-truth relationships to {summary.output}"
     )
+    for note in getattr(summary, "notes", ()):
+        print(f"note: {note}")
 
 
 @dataclass(kw_only=True)
@@ -78,7 +80,8 @@ class ConvertReplica(_Frames):
     scene: Path
     """The scene's folder (holding results/ and traj.txt)."""
     mesh: Path | None = None
-    """Replica's semantic mesh (habitat/mesh_semantic.ply) for objects and instance maps; default: none."""
+    """Replica's semantic mesh for objects and instance maps; default: SCENE/habitat/mesh_semantic.ply when it
+    exists (without one the capture has no ground-truth objects)."""
     info: Path | None = None
     """Replica's habitat/info_semantic.json (the objects' classes); default: next to --mesh."""
 

@@ -24,7 +24,14 @@ class Eval:
     output_dir: Path | None = None
     """Where to write eval.json and eval.md (default: the prediction's directory)."""
     min_iou: float = 0.1
-    """Minimum 3D box IoU for a predicted node to match a ground-truth object."""
+    """Minimum 3D box IoU (with --matching points: point overlap) for a predicted node to match a ground-truth
+    object."""
+    matching: Literal["boxes", "points"] = "boxes"
+    """How nodes are matched to ground-truth objects: by box IoU, or by point overlap between the export's
+    points.ply (--points) and the ground truth's points (--gt-points; converted scans have them)."""
+    gt_points: Path | None = None
+    """For --matching points: points on the ground-truth objects with an object id each (default:
+    points.ply next to --gt, as relationfield convert writes it)."""
     min_extent: float = 0.1
     """Boxes are padded to at least this side length before IoU (surface points of walls are flat)."""
     ignore_labels: tuple[str, ...] = ()
@@ -51,7 +58,7 @@ class Eval:
     """The run the graph was exported from: adds relation-guided segmentation (referring queries about twins,
     with a CLIP-only baseline) and the predicate-only queries (needs synth ground truth and points.ply)."""
     points: Path | None = None
-    """points.ply of the export, for the query-based measures (default: next to --pred)."""
+    """points.ply of the export, for --matching points and the query-based measures (default: next to --pred)."""
     guided_threshold: float = 0.5
     """Relevancy above which a point counts as selected in the predicate-only queries."""
 
@@ -71,6 +78,7 @@ class Eval:
             structural_labels=self.structural_labels,
             protocol=self.protocol,
             splits_path=self.splits,
+            points_paths=self._points_paths(),
         )
         report = result.to_markdown()
         if self.load_config is not None:
@@ -82,6 +90,12 @@ class Eval:
             (output_dir / "eval.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
             (output_dir / "eval.md").write_text(report, encoding="utf-8")
         print(report)
+
+    def _points_paths(self) -> tuple[Path, Path] | None:
+        """The export's and the ground truth's points.ply for --matching points (None for box matching)."""
+        if self.matching != "points":
+            return None
+        return self.points or self.pred.parent / "points.ply", self.gt_points or self.gt.parent / "points.ply"
 
     def _guided(self, result):
         """The predicate-only queries and the referring queries about twins, on one loaded run."""

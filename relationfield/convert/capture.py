@@ -7,6 +7,8 @@
     depth/<stem>.png                16-bit depth along the camera axis in millimetres, 0 = none
     ground_truth/scene_graph.json   objects (id, label, aabb) and relationships [[subject, object, predicate]]
     ground_truth/instances/<stem>.png  16-bit object id per pixel (0 = none), ray cast from the annotated mesh
+    ground_truth/points.ply         points sampled on the annotated mesh's objects, each with its object id as
+                                    ``node`` (what ``relationfield eval --matching points`` matches nodes to)
 
 The world frame is the dataset's own (no recentring); nerfstudio's dataparser normalises it for training as
 usual. A converter builds :class:`ConvertedFrame` objects and hands them to :class:`CaptureWriter`.
@@ -29,6 +31,9 @@ from relationfield.errors import UserError
 
 OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
 """Right-multiplying a camera-to-world matrix by this flips its y and z axes (OpenCV <-> OpenGL cameras)."""
+
+SURFACE_POINTS = 200_000
+"""Points sampled on the annotated objects for ``ground_truth/points.ply`` (a few per cm^2 of a room's objects)."""
 
 OUTPUTS = ("transforms.json", "images", "depth", "ground_truth")
 """What a capture holds; an existing capture is replaced only with ``overwrite``."""
@@ -75,6 +80,15 @@ class AnnotatedMesh:
                 vertices = self.mesh.vertices[np.unique(self.mesh.faces[self.face_objects == obj])]
                 boxes[int(obj)] = (vertices.min(axis=0).tolist(), vertices.max(axis=0).tolist())
         return boxes
+
+    def object_points(self, count: int = SURFACE_POINTS) -> tuple[np.ndarray, np.ndarray]:
+        """``count`` points spread over the objects' faces by area (seeded), and each one's object id."""
+        labelled = np.flatnonzero(self.face_objects > 0)
+        if len(labelled) == 0:
+            return np.zeros((0, 3)), np.zeros(0, dtype=np.int64)
+        part = self.mesh.submesh([labelled], append=True, repair=False)
+        points, faces = trimesh.sample.sample_surface(part, count, seed=0)
+        return np.asarray(points), self.face_objects[labelled][np.asarray(faces)]
 
     def instance_map(self, frame: ConvertedFrame, height: int, width: int) -> np.ndarray:
         """``[height, width]`` uint16 object id seen through each pixel centre of ``frame``'s camera."""
@@ -154,10 +168,20 @@ class CaptureWriter:
         objects: Sequence[dict[str, Any]],
         relationships: Sequence[Sequence[Any]],
         meta: dict[str, Any],
+        mesh: AnnotatedMesh | None = None,
     ) -> Path:
-        """Write ``ground_truth/scene_graph.json`` and ``transforms.json``; returns the capture directory."""
+        """Write ``ground_truth/scene_graph.json``, ``ground_truth/points.ply`` (with ``mesh``) and
+        ``transforms.json``; returns the capture directory."""
         if not self.frames or self.camera is None:
             raise UserError(f"No frame was converted into {self.output}.")
+        if mesh is not None:
+            from relationfield.scene_graph.ply import write_ply
+
+            points, ids = mesh.object_points()
+            if len(points):
+                colours = np.full((len(points), 3), 128, dtype=np.uint8)
+                comment = "node: the ground-truth object id (ground_truth/scene_graph.json) of the point's face"
+                write_ply(self.output / "ground_truth" / "points.ply", points, colours, ids, comments=[comment])
         fx, fy, cx, cy, width, height = self.camera
         graph = {"meta": meta, "objects": list(objects), "relationships": [list(r) for r in relationships]}
         _write_json(self.output / "ground_truth" / "scene_graph.json", graph)

@@ -210,6 +210,6 @@ def convert_replica(
             f"the semantic mesh's depth differs from the sensor depth by {np.median(loop.depth_gaps):.2f} m "
             "(median): it may not be in the trajectory's world frame"
         )
-    writer.finish(objects, [], _meta(scene, semantic))
+    writer.finish(objects, [], _meta(scene, semantic), mesh=caster)
     flags = (caster is not None, "sensor")
     return summarize(output, "replica", loop, invalid, objects, flags, start, notes)

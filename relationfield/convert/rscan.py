@@ -133,7 +133,8 @@ def convert_3rscan(
                 writer.add(frame, truth.mesh.instance_map(frame, *frame.image.shape[:2]))
                 advance()
     frame_choice = {"stride": stride, "max_frames": max_frames, "downscale": downscale, "skipped_invalid_pose": skipped}
-    writer.finish(truth.objects, truth.relationships, _meta(scan_id, sequence, relationships, frame_choice, truth))
+    meta = _meta(scan_id, sequence, relationships, frame_choice, truth)
+    writer.finish(truth.objects, truth.relationships, meta, mesh=truth.mesh)
     return ConvertSummary(
         output=writer.output,
         frames=len(frames),

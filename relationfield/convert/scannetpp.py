@@ -296,6 +296,6 @@ def convert_scannetpp(
     frames = lazy_frames(indices, load, downscale)
     caster = annotated
     loop = write_frames(writer, frames, len(indices), caster, True, bool(labels), progress, f"ScanNet++ {scene.name}")
-    writer.finish(objects, [], _meta(scene, source))
+    writer.finish(objects, [], _meta(scene, source), mesh=annotated if labels else None)
     notes = source.notes + mesh_notes
     return summarize(output, "scannetpp", loop, invalid, objects, (bool(labels), "mesh"), start, notes)

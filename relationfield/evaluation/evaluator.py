@@ -24,6 +24,7 @@ from relationfield.evaluation.matching import (
     match_by_map,
     read_node_map,
 )
+from relationfield.evaluation.point_matching import MATCHING_POINTS, match_by_points
 from relationfield.evaluation.prediction import Prediction, read_prediction
 from relationfield.evaluation.protocols import (
     DEFAULT_PROTOCOL,
@@ -54,6 +55,7 @@ def evaluate(
     structural_labels: Sequence[str] = STRUCTURAL_LABELS,
     protocol: str = DEFAULT_PROTOCOL,
     splits: Any = None,
+    points: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> EvalResult:
     """Evaluate a prediction (our export format) against ground truth (synthetic or 3DSSG).
 
@@ -65,6 +67,8 @@ def evaluate(
     count and denominator. ``structural_labels`` are left out of none precision (see :mod:`.reference`).
     ``protocol`` picks the ranking rules (:mod:`.protocols`); ``splits`` (``open3dsg`` only) groups the
     GT objects into subgraphs (see :func:`read_splits`), the whole scan being one subgraph without it.
+    ``points`` (node points, their node ids, GT object points, their object ids) matches by point overlap
+    instead of boxes (:mod:`.point_matching`; ``min_iou`` is then the least overlap).
     """
     rules = get_rules(protocol)
     if isinstance(min_iou, bool) or not isinstance(min_iou, numbers.Real) or not 0.0 < float(min_iou) <= 1.0:
@@ -79,7 +83,11 @@ def evaluate(
     triplets = [t for t in truth.triplets if t[0] in kept_ids and t[1] in kept_ids]
     groups = None if splits is None else subgraph_groups(read_splits(splits, truth.scan), truth, kept_ids)
 
-    all_matches, matching = _match(prediction, truth, node_map, float(min_iou), float(min_extent))
+    if points is not None and node_map is None:
+        node_ids, object_ids = sorted(prediction.nodes), sorted(truth.objects)
+        all_matches, matching = match_by_points(node_ids, object_ids, points, float(min_iou)), MATCHING_POINTS
+    else:
+        all_matches, matching = _match(prediction, truth, node_map, float(min_iou), float(min_extent))
     # Ignored objects take part in the matching (a floor node pairs with the floor, not with a rug),
     # then their matches are dropped with them.
     matches = [m for m in all_matches if m.gt_id in kept_ids]
@@ -215,8 +223,11 @@ def evaluate_files(
     structural_labels: Sequence[str] = STRUCTURAL_LABELS,
     protocol: str = DEFAULT_PROTOCOL,
     splits_path: Path | None = None,
+    points_paths: tuple[Path, Path] | None = None,
 ) -> EvalResult:
-    """:func:`evaluate` on files; with ``output_dir``, also write ``eval.json`` and ``eval.md`` there."""
+    """:func:`evaluate` on files; with ``output_dir``, also write ``eval.json`` and ``eval.md`` there.
+
+    ``points_paths`` (the export's points.ply, the ground truth's points.ply) matches by point overlap."""
     get_rules(protocol)  # an unknown protocol fails before any file is read
     pred = read_json(Path(pred_path), "prediction file")
     gt = read_json(Path(gt_path), "ground-truth file")
@@ -224,6 +235,9 @@ def evaluate_files(
     if node_map_path is not None:
         node_map = read_node_map(read_json(Path(node_map_path), "node map file"), f"node map {node_map_path}")
     splits = None if splits_path is None else read_json(Path(splits_path), "split file")
+    points = None
+    if points_paths is not None:
+        points = _read_points(*points_paths)
     try:
         result = evaluate(
             pred,
@@ -236,9 +250,25 @@ def evaluate_files(
             structural_labels=structural_labels,
             protocol=protocol,
             splits=splits,
+            points=points,
         )
     except UserError as exc:
         raise UserError(f"evaluating {pred_path} against {gt_path}: {exc}") from exc
     if output_dir is not None:
         write_report(Path(output_dir), result)
     return result
+
+
+def _read_points(pred_points: Path, gt_points: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Node points and ids of the export's points.ply, object points and ids of the ground truth's."""
+    from relationfield.scene_graph.ply import read_ply
+
+    read = []
+    for path, what in ((pred_points, "the export's points.ply"), (gt_points, "the ground truth's points.ply")):
+        if not Path(path).is_file():
+            raise UserError(f"point matching needs {what}: {path} does not exist")
+        cloud, ids = read_ply(Path(path))
+        if ids is None:
+            raise UserError(f"{path} has no node property; point matching needs an id per point")
+        read += [cloud, ids]
+    return read[0], read[1], read[2], read[3]
