@@ -118,6 +118,9 @@ class RelationFieldDataManagerConfig(VanillaDataManagerConfig):
     """Least voxel intersection over union of two frames' masks of one object (labels/identity.py)."""
     consensus_predicate_share: float = 0.25
     """Least share of a pair's stating frames that must state a predicate for the other frames to be taught it."""
+    consensus_ignore_rare: bool = True
+    """A pair stated in fewer than consensus-min-frames frames teaches nothing, not "none", in the frames that show
+    it without stating it."""
 
 
 def capture_dir(data: Path) -> Path:
@@ -198,6 +201,7 @@ class RelationFieldDataManager(VanillaDataManager[RelationFieldDataset]):
             self.config.consensus_min_frames,
             self.config.consensus_min_iou,
             self.config.consensus_predicate_share,
+            self.config.consensus_ignore_rare,
         )
         CONSOLE.print(
             f"Relation consensus: {consensus.num_added} relations taught in frames that do not state them, "

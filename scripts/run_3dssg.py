@@ -117,9 +117,10 @@ class Run3dssg:
         stages += [
             (["ns-train", self.method, "--data", str(capture), "--output-dir", str(runs), "--experiment-name", "rf"]
              + ["--timestamp", "main", "--vis", "tensorboard"] + steps, config),
-            # The export's default vocabularies are 3DSSG's 160 classes and 26 predicates (and "none").
-            (rf + ["export", "scene-graph", "--load-config", str(config), "--output-dir", str(graph), "--all-pairs"],
-             graph / "scene_graph.json"),
+            # The export's default vocabularies are 3DSSG's 160 classes and 26 predicates (and "none"); every score
+            # is kept, as top-k lists would cap the recalls.
+            (rf + ["export", "scene-graph", "--load-config", str(config), "--output-dir", str(graph), "--all-pairs"]
+             + ["--label-top-k", "0", "--predicate-top-k", "0"], graph / "scene_graph.json"),
             # Nodes match 3RScan's instances by point overlap with the annotated mesh's points (convert writes them).
             (rf + ["eval", "--pred", str(graph / "scene_graph.json"), "--gt", str(truth), "--protocol", self.protocol]
              + ["--matching", "points", "--output-dir", str(graph)], graph / "eval.json"),

@@ -86,7 +86,11 @@ def test_converted_capture_trains_exports_and_scores(dataset: str, tmp_path: Pat
     assert sorted((config.parent / "nerfstudio_models").glob("*.ckpt"))
 
     graph = tmp_path / "graph"
-    entrypoint(["export", "scene-graph", "--load-config", str(config), "--output-dir", str(graph), "--all-pairs"])
+    export = ["export", "scene-graph", "--load-config", str(config), "--output-dir", str(graph), "--all-pairs"]
+    entrypoint([*export, "--label-top-k", "0", "--predicate-top-k", "0"])  # every score, as the 3DSSG runner keeps
+    exported = json.loads((graph / "scene_graph.json").read_text())
+    assert all(len(node["label_scores"]) == 160 for node in exported["nodes"])  # 3DSSG's classes
+    assert all(len(link["predicate_scores"]) == 27 for link in exported["links"])  # 26 predicates and "none"
     truth_file = capture / "ground_truth" / "scene_graph.json"
     entrypoint(["eval", "--pred", str(graph / "scene_graph.json"), "--gt", str(truth_file)])
     report = json.loads((graph / "eval.json").read_text())

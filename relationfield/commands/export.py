@@ -42,6 +42,10 @@ class ExportSceneGraph:
     maps when the run was trained with depth supervision (auto)."""
     view_pixels: int = 4096
     """Larger views are rendered downscaled to about this many pixels (0 = full resolution; raise it on a GPU)."""
+    label_top_k: int = 10
+    """Label scores kept per node (0: every class; a label outside the list is a miss at every k of eval)."""
+    predicate_top_k: int = 10
+    """Predicate scores kept per link, "none" always among them (0: every predicate)."""
     format: Annotated[tuple[tuple[ExportFormat, ...], ...], tyro.conf.UseAppendAction] = ()
     """Also write other tools' formats (repeatable, or several at once: --format conceptgraphs 3dssg)."""
     draw_predicates: tuple[str, ...] | None = None
@@ -62,6 +66,8 @@ class ExportSceneGraph:
             max_views=self.max_views,
             view_pixels=self.view_pixels,
             surface=self.surface,
+            label_top_k=self.label_top_k or len(objects),
+            predicate_top_k=self.predicate_top_k or len(predicates) + 1,  # and "none"
         )
         bar, progress = rich_progress()
         with bar:

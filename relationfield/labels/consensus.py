@@ -68,6 +68,7 @@ def pool_relations(
     min_frames: int = MIN_FRAMES,
     min_iou: float = MIN_IOU,
     predicate_share: float = PREDICATE_SHARE,
+    ignore_rare: bool = True,
 ) -> tuple[LabelStore, Consensus]:
     """The store with its relations pooled over frames (see the module's rules), and what was changed.
 
@@ -85,6 +86,7 @@ def pool_relations(
         store.relation_predicates.numpy(),
         min_frames,
         predicate_share,
+        ignore_rare,
     )
     pooled = store.with_relations(
         *(torch.from_numpy(a) for a in (consensus.frame, consensus.subject, consensus.object)),
@@ -109,6 +111,7 @@ def relation_consensus(
     relation_predicates: np.ndarray,
     min_frames: int = MIN_FRAMES,
     predicate_share: float = PREDICATE_SHARE,
+    ignore_rare: bool = True,
 ) -> Consensus:
     """Pool the stated relations of each ordered pair of tracks over frames (see the module's rules).
 
@@ -119,6 +122,8 @@ def relation_consensus(
         relation_predicates: ``[R, K]`` their predicate ids, padded with -1.
         min_frames: frames that must state a pair for it to be taught elsewhere.
         predicate_share: least share of those frames that must state a predicate for it to be taught.
+        ignore_rare: whether a pair stated in fewer than ``min_frames`` frames teaches nothing (instead of "none")
+            in the frames that do not state it.
     """
     pooled = _pool(
         track, relation_frame, relation_subject, relation_object, relation_predicates, min_frames, predicate_share
@@ -135,7 +140,7 @@ def relation_consensus(
                 predicates, source = pooled[key]
                 if predicates:
                     added.append((frame, subject, obj, predicates, source))
-                else:
+                elif ignore_rare:
                     ignored.append((subject, obj))
     width = max([len(p) for *_, p, _ in added] + [1])
     table = np.full((len(added), width), -1, dtype=np.int64)
