@@ -115,16 +115,31 @@ def test_consensus_rules():
     consensus = consensus_of(track, mask_frame, relations)
     added = {(int(f), int(s), int(o)): [int(p) for p in ps if p >= 0] for f, s, o, ps in zip(
         consensus.frame, consensus.subject, consensus.object, consensus.predicates)}  # fmt: skip
-    # A -> B is taught in frames 2 and 3 with predicate 5 only (7 was stated once), from a statement having 5.
-    assert added[(2, 6, 7)] == [5] and added[(3, 9, 10)] == [5]
-    # B -> C is stated in two frames with different predicates: the most stated (a tie: the smallest id).
-    assert added[(0, 1, 2)] == [4] and added[(2, 7, 8)] == [4]
+    # A -> B is taught in frames 2 and 3 with predicates 5 and 7 (each stated in at least a quarter of its two
+    # stating frames), from a statement having 5, the most stated.
+    assert added[(2, 6, 7)] == [5, 7] and added[(3, 9, 10)] == [5, 7]
+    # B -> C is stated in two frames with different predicates: both are taught.
+    assert added[(0, 1, 2)] == [4, 6] and added[(2, 7, 8)] == [4, 6]
     assert len(added) == 4
     sources = dict(zip(zip(consensus.subject.tolist(), consensus.object.tolist()), consensus.source.tolist()))
     assert sources[(6, 7)] in (0, 1) and sources[(1, 2)] == 3
     # A -> C was stated once: frames 1-3 teach it nothing; no reverse pair and no statement is touched.
     ignored = set(zip(consensus.ignored_subject.tolist(), consensus.ignored_object.tolist()))
     assert ignored == {(3, 5), (6, 8), (9, 11)}
+    # A predicate share of 3/4: only predicates stated in both frames; none is for B -> C, so the most stated (a
+    # tie: the smallest id) is taught.
+    width = max(len(r[3]) for r in relations)
+    table = np.array([r[3] + [-1] * (width - len(r[3])) for r in relations], dtype=np.int64)
+    columns = [np.array([r[i] for r in relations], dtype=np.int64) for i in range(3)]
+    picky = relation_consensus(np.array(track), np.array(mask_frame), *columns, table, 2, predicate_share=0.75)
+    taught = {
+        (int(s), int(o)): [int(p) for p in ps if p >= 0]
+        for s, o, ps in zip(picky.subject, picky.object, picky.predicates)
+    }
+    assert taught[(6, 7)] == [5] and taught[(1, 2)] == [4]
+    # ignore_rare off: A -> C keeps being taught "none" elsewhere; the added relations do not change.
+    strict = relation_consensus(np.array(track), np.array(mask_frame), *columns, table, 2, ignore_rare=False)
+    assert len(strict.ignored_subject) == 0 and np.array_equal(strict.subject, consensus.subject)
     # min_frames 1: one statement is enough.
     loose = consensus_of(track, mask_frame, relations, min_frames=1)
     assert {(3, 5), (6, 8), (9, 11)} <= set(zip(loose.subject.tolist(), loose.object.tolist()))
