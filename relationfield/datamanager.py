@@ -109,9 +109,10 @@ class RelationFieldDataManagerConfig(VanillaDataManagerConfig):
     """Load frames' depth_file_path maps and supervise expected depth with them."""
     sampler_seed: int = 0
     """Seed of the pair sampler (under DDP each process adds its global rank, so ranks draw different pairs)."""
-    relation_consensus: bool = True
+    relation_consensus: bool = False
     """Pool each object pair's relations over the training frames when the capture has depth maps: a pair stated
-    in some frames is taught in the frames that show it without stating it, instead of "none" (labels/consensus.py)."""
+    in some frames is taught in the frames that show it without stating it, instead of "none" (labels/consensus.py;
+    off by default: on realistic labels it raises Predicate R@k and lowers Reference R@k, see the README)."""
     consensus_min_frames: int = 2
     """Frames that must state a pair before the other frames are taught it (fewer: those frames teach nothing)."""
     consensus_min_iou: float = 0.2
@@ -156,6 +157,7 @@ class RelationFieldDataManager(VanillaDataManager[RelationFieldDataset]):
         **kwargs,
     ) -> None:
         self.labels = None
+        self.consensus = None  # what pool_relations changed (relation_consensus only)
         super().__init__(config, device, test_mode, world_size, local_rank, **kwargs)
         self.train_dataset.metadata[LABEL_SPEC_KEY] = read_label_spec(self.labels_dir)
 
@@ -195,7 +197,7 @@ class RelationFieldDataManager(VanillaDataManager[RelationFieldDataset]):
         from relationfield.labels.consensus import pool_relations
 
         labels = self.open_labels()
-        self.labels, consensus = pool_relations(
+        self.labels, self.consensus = pool_relations(
             labels,
             self._frame_geometry,
             self.config.consensus_min_frames,
@@ -204,8 +206,8 @@ class RelationFieldDataManager(VanillaDataManager[RelationFieldDataset]):
             self.config.consensus_ignore_rare,
         )
         CONSOLE.print(
-            f"Relation consensus: {consensus.num_added} relations taught in frames that do not state them, "
-            f'{len(consensus.ignored_subject)} pairs stated only once left out of "none".'
+            f"Relation consensus: {self.consensus.num_added} relations taught in frames that do not state them, "
+            f'{len(self.consensus.ignored_subject)} pairs stated too rarely left out of "none".'
         )
 
     def _frame_geometry(self, frame: int) -> FrameGeometry | None:

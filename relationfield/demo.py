@@ -128,7 +128,7 @@ def _finished_run(runs: Path, steps: int) -> Path | None:
     return config if checkpoint.is_file() else None
 
 
-def _train(capture: Path, labels: Path, runs: Path, steps: int) -> Path:
+def _train(capture: Path, labels: Path, runs: Path, steps: int, consensus: bool = False) -> Path:
     from nerfstudio.scripts.train import main as train_main
 
     from relationfield.config import lite_run_config
@@ -138,6 +138,7 @@ def _train(capture: Path, labels: Path, runs: Path, steps: int) -> Path:
         say(f"reusing the trained run {finished}")
         return finished
     config = lite_run_config(capture, labels, runs, steps)
+    config.pipeline.datamanager.relation_consensus = consensus
     config.experiment_name = "demo"
     config.timestamp = "run"
     train_main(config)
@@ -152,9 +153,11 @@ def run_demo(
     seed: int = 0,
     layout: str = LAYOUTS[0],
     realism: str = "none",
+    consensus: bool = False,
 ) -> DemoReport:
     """Run every stage of the demo into ``output`` and return the report (``realism``: the labels' level, see
-    :mod:`relationfield.labels.realism`)."""
+    :mod:`relationfield.labels.realism`; ``consensus``: train with relations pooled over frames, see
+    :mod:`relationfield.labels.consensus`)."""
     from relationfield.evaluation import evaluate_files
     from relationfield.query import FieldQuery
 
@@ -164,11 +167,13 @@ def run_demo(
     settings = {"steps": steps, "frames": frames, "resolution": list(resolution), "seed": seed, "layout": layout}
     if realism != "none":  # absent for clean labels, so demo directories made before --realism stay usable
         settings["realism"] = realism
+    if consensus:  # likewise absent when off
+        settings["consensus"] = True
     _check_settings(output, settings)
     seconds: dict[str, float] = {}
     capture = _stage("synthetic capture", seconds, lambda: _capture(output, seed, frames, resolution, layout))
     labels = _stage("ground-truth labels", seconds, lambda: _labels(capture, realism))
-    config = _stage("training", seconds, lambda: _train(capture, labels, output / "runs", steps))
+    config = _stage("training", seconds, lambda: _train(capture, labels, output / "runs", steps, consensus))
 
     loaded: list[FieldQuery] = []  # the run, loaded once for the export and the referring queries
     exported = _stage("scene-graph export", seconds, lambda: _export(config, output, loaded))

@@ -42,6 +42,8 @@ class Args:
     """Image size of the synthetic capture, WIDTHxHEIGHT."""
     seed: int = 0
     """Seed of the synthetic scene (0 is the demo scene)."""
+    relation_consensus: bool = False
+    """Train with relations pooled over frames (the demo's --relation-consensus)."""
 
 
 def measure(args: Args, level: str) -> dict[str, float]:
@@ -52,7 +54,7 @@ def measure(args: Args, level: str) -> dict[str, float]:
     out = args.output / level
     report = run_demo(
         out, steps=args.steps, frames=args.frames, resolution=parse_resolution(args.resolution), seed=args.seed,
-        realism=level,
+        realism=level, consensus=args.relation_consensus,
     )  # fmt: skip
     # The demo's eval.json holds the recalls and the paper-style relation-guided segmentation (referring
     # queries about twins) with its CLIP-only baseline.

@@ -203,3 +203,34 @@ def test_pooling_leaves_clean_labels_alone_and_teaches_realistic_ones(
         [s.numpy() for s in store.segments], (store.mask_offsets[1:] - store.mask_offsets[:-1]).tolist(),
         capture_geometry(synth_capture, store.frame_names),
     )))) < store.num_masks / 2  # fmt: skip
+
+
+def test_data_manager_pools_relations_when_asked(synth_capture: Path, tmp_path: Path):
+    """Through the nerfstudio glue: the dataset's own depth and cameras give the same pooling as the capture's
+    files, and ignored pairs are left out of the relation loss."""
+    from conftest import lite_config
+
+    labels = label_from_ground_truth(synth_capture, labels_dir=tmp_path / "labels", realism="typical", progress=False)
+    config = lite_config(synth_capture, labels, tmp_path, 1)
+    config.pipeline.datamanager.relation_consensus = True
+    datamanager = config.pipeline.datamanager.setup(device="cpu", test_mode="val")
+    store = LabelStore.open(labels)
+    _, expected = pool_relations(store, capture_geometry(synth_capture, store.frame_names))
+    # nerfstudio's dataparser turns and rescales the world and keeps some frames for evaluation: the voxels are
+    # laid out differently and fewer frames take part, so the pooling is close to the capture files', not equal.
+    pooled = datamanager.consensus
+    assert datamanager.labels.num_relations == store.num_relations + pooled.num_added
+    assert 0.6 * expected.num_added <= pooled.num_added <= 1.4 * expected.num_added
+    ignored = (torch.from_numpy(pooled.ignored_subject), torch.from_numpy(pooled.ignored_object))
+    assert (datamanager.labels.relation_lookup(*ignored) == IGNORED_RELATION).all()
+    batch = {
+        "mask_id": torch.cat([ignored[0][:4], ignored[1][:4]]),
+        "partner": torch.cat([torch.arange(4, 8), torch.arange(0, 4)]),
+    }
+    batch["relation_id"] = datamanager.labels.relation_lookup(batch["mask_id"], batch["mask_id"][batch["partner"]])
+    targets = datamanager.add_targets(batch)
+    assert not targets["relation_valid"][:4].any()  # subject -> object pairs stated once: no "none" taught
+
+    config.pipeline.datamanager.relation_consensus = False
+    plain = config.pipeline.datamanager.setup(device="cpu", test_mode="val")
+    assert plain.labels.num_relations == store.num_relations

@@ -30,6 +30,9 @@ class Demo:
     realism: RealismLevel = "none"
     """Labels from the ground truth: perfect (none), or as a real SAM + vision model would give them (typical,
     hard; see label-gt --realism)."""
+    relation_consensus: bool = False
+    """Train with each pair's relations pooled over frames (the capture's depth gives the objects' identity
+    across frames; see the README, "How the model trains")."""
     viewer: bool = False
     """Open ns-viewer on the trained run (on 127.0.0.1) when the report is printed."""
 
@@ -44,6 +47,7 @@ class Demo:
             seed=self.seed,
             layout=self.layout,
             realism=self.realism,
+            consensus=self.relation_consensus,
         )
         print(report.to_text())
         if self.viewer:
