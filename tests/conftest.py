@@ -87,16 +87,16 @@ def labels_dir(synth_capture, tmp_path_factory) -> Path:
     return label_from_ground_truth(synth_capture, labels_dir=tmp_path_factory.mktemp("labels"), progress=False)
 
 
-@pytest.fixture(scope="session")
-def trained_run(synth_capture, labels_dir, tmp_path_factory) -> Path:
-    """config.yml of a relationfield-lite run trained for LEARN_STEPS steps through nerfstudio's loop."""
+def train_on_one_thread(config) -> Path:
+    """Train ``config`` through nerfstudio's loop on one thread; returns the run's config.yml.
+
+    One thread: multi-threaded CPU kernels add up in a varying order, so two runs differ in the last bits and,
+    after a few hundred steps, in which small fragments the export finds. On one thread a run is the same in
+    every session and CI run (checked: identical checkpoints), so the tests that read it cannot flake.
+    """
     import torch
     from nerfstudio.scripts.train import main as train_main
 
-    config = lite_config(synth_capture, labels_dir, tmp_path_factory.mktemp("runs"), LEARN_STEPS)
-    # One thread: multi-threaded CPU kernels add up in a varying order, so two runs differ in the last bits
-    # and, after LEARN_STEPS steps, in which small fragments the export finds. On one thread the shared run
-    # is the same in every session and CI run (checked: identical checkpoints), so its tests cannot flake.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -104,3 +104,9 @@ def trained_run(synth_capture, labels_dir, tmp_path_factory) -> Path:
     finally:
         torch.set_num_threads(threads)
     return config.get_base_dir() / "config.yml"
+
+
+@pytest.fixture(scope="session")
+def trained_run(synth_capture, labels_dir, tmp_path_factory) -> Path:
+    """config.yml of a relationfield-lite run trained for LEARN_STEPS steps through nerfstudio's loop."""
+    return train_on_one_thread(lite_config(synth_capture, labels_dir, tmp_path_factory.mktemp("runs"), LEARN_STEPS))

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import lite_config, train_on_one_thread
 
 from relationfield.cli import entrypoint
 
@@ -52,20 +53,9 @@ ground-truth objects the capture must have."""
 
 def _train(capture: Path, runs: Path) -> Path:
     """relationfield-lite for STEPS steps on the capture's label store; returns the run's config.yml."""
-    import torch
-    from nerfstudio.scripts.train import main as train_main
-
-    from relationfield.config import lite_run_config
-
-    config = lite_run_config(capture, capture / "relationfield", runs, STEPS, device="cpu")
+    config = lite_config(capture, capture / "relationfield", runs, STEPS)
     config.pipeline.datamanager.dataparser.eval_mode = "all"  # a fixture of 3 frames has none to spare
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        train_main(config)
-    finally:
-        torch.set_num_threads(threads)
-    return config.get_base_dir() / "config.yml"
+    return train_on_one_thread(config)
 
 
 @pytest.mark.parametrize("dataset", sorted(CONVERTERS))

@@ -40,6 +40,22 @@ OUTPUTS = ("transforms.json", "images", "depth", "ground_truth")
 
 
 @dataclass(frozen=True)
+class CaptureSummary:
+    """What every converter reports about the capture it wrote."""
+
+    output: Path
+    """The capture directory."""
+    frames: int
+    """Frames written."""
+    skipped: int
+    """Frames of the stride selection skipped because their pose was not finite (or its rotation degenerate)."""
+    objects: int
+    """Ground-truth objects written."""
+    relationships: int
+    """Ground-truth relationships written."""
+
+
+@dataclass(frozen=True)
 class ConvertedFrame:
     """One frame of a scan, in the dataset's world frame."""
 

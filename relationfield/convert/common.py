@@ -19,7 +19,13 @@ import trimesh
 from PIL import Image
 from plyfile import PlyData, PlyParseError
 
-from relationfield.convert.capture import AnnotatedMesh, CaptureWriter, ConvertedFrame, scene_graph_objects
+from relationfield.convert.capture import (
+    AnnotatedMesh,
+    CaptureSummary,
+    CaptureWriter,
+    ConvertedFrame,
+    scene_graph_objects,
+)
 from relationfield.errors import UserError
 from relationfield.progress import step_progress
 
@@ -32,19 +38,9 @@ DEPTH_AGREEMENT_METRES = 0.05
 
 
 @dataclass(frozen=True)
-class ConvertSummary:
-    """What a ScanNet++ or Replica conversion wrote (the first fields as the 3RScan converter's summary)."""
+class ConvertSummary(CaptureSummary):
+    """What a ScanNet++ or Replica conversion wrote (these datasets have no relationships)."""
 
-    output: Path
-    """The capture directory."""
-    frames: int
-    """Frames written."""
-    skipped: int
-    """Frames of the stride selection skipped because their pose was not finite (or its rotation degenerate)."""
-    objects: int
-    """Ground-truth objects written."""
-    relationships: int
-    """Ground-truth relationships written (these datasets have none)."""
     dataset: str
     """``"scannetpp"`` or ``"replica"``."""
     instance_maps: bool

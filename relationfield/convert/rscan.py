@@ -25,7 +25,13 @@ from typing import Any
 import numpy as np
 import trimesh
 
-from relationfield.convert.capture import AnnotatedMesh, CaptureWriter, ConvertedFrame, scene_graph_objects
+from relationfield.convert.capture import (
+    AnnotatedMesh,
+    CaptureSummary,
+    CaptureWriter,
+    ConvertedFrame,
+    scene_graph_objects,
+)
 from relationfield.convert.rscan_files import (
     INFO_FILE,
     MESH_FILE,
@@ -53,19 +59,9 @@ ROTATE_CAMERA = np.array([[0.0, 1.0, 0.0, 0.0], [-1.0, 0.0, 0.0, 0.0], [0.0, 0.0
 
 
 @dataclass(frozen=True)
-class ConvertSummary:
+class ConvertSummary(CaptureSummary):
     """What :func:`convert_3rscan` wrote."""
 
-    output: Path
-    """The capture directory."""
-    frames: int
-    """Frames written."""
-    skipped: int
-    """Frames of the stride selection skipped because their pose holds inf/NaN."""
-    objects: int
-    """Ground-truth objects written."""
-    relationships: int
-    """Ground-truth relationships written."""
     dropped_objects: int
     """semseg / 3DSSG objects left out because the annotated mesh has no vertex of theirs."""
     dropped_relationships: int
