@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import trimesh
+from camera_fixtures import look_at
 from PIL import Image
 from plyfile import PlyData, PlyElement
 
@@ -35,17 +36,6 @@ POINT = np.array([0.5, -0.5, 1.0])
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 # corner indices (x, y, z bits) of each box side, as a quad
 QUADS = np.array([[0, 2, 3, 1], [4, 5, 7, 6], [0, 1, 5, 4], [2, 6, 7, 3], [0, 4, 6, 2], [1, 3, 7, 5]])
-
-
-def look_at(eye, target) -> np.ndarray:
-    """Camera-to-world in the OpenGL convention, z up."""
-    eye, target = np.asarray(eye, float), np.asarray(target, float)
-    forward = (target - eye) / np.linalg.norm(target - eye)
-    right = np.cross(forward, [0.0, 0.0, 1.0])
-    right /= np.linalg.norm(right)
-    pose = np.eye(4)
-    pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = right, np.cross(right, forward), -forward, eye
-    return pose
 
 
 def opencv_pose(eye) -> np.ndarray:

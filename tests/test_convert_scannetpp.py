@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import trimesh
+from camera_fixtures import look_at
 from PIL import Image
 from plyfile import PlyData, PlyElement
 
@@ -32,17 +33,6 @@ EYES = {"DSC00001": (0.0, -4.0, 0.5), "DSC00002": (2.5, -3.0, 1.6), "DSC00003": 
 TARGET = np.array([0.0, 0.0, 0.5])
 POINT = np.array([0.5, -0.5, 1.0])  # the table's front top corner, seen by every camera
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
-
-
-def look_at(eye, target) -> np.ndarray:
-    """Camera-to-world in the OpenGL convention (nerfstudio's), z up."""
-    eye, target = np.asarray(eye, float), np.asarray(target, float)
-    forward = (target - eye) / np.linalg.norm(target - eye)
-    right = np.cross(forward, [0.0, 0.0, 1.0])
-    right /= np.linalg.norm(right)
-    pose = np.eye(4)
-    pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = right, np.cross(right, forward), -forward, eye
-    return pose
 
 
 def scene_mesh() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
