@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Union
+from typing import TYPE_CHECKING, Annotated, Union
 
 import tyro
+
+if TYPE_CHECKING:
+    from relationfield.convert.capture import CaptureSummary
 
 
 @dataclass(kw_only=True)
@@ -25,9 +28,9 @@ class _Frames:
     """Replace a capture already in --output."""
 
 
-def _report(summary) -> None:
-    """Print a converter's summary (every converter's summary has these fields)."""
-    skipped = f", {summary.skipped} frames skipped (invalid pose)" if getattr(summary, "skipped", 0) else ""
+def _report(summary: CaptureSummary) -> None:
+    """Print a converter's summary (and the notes of those that have them)."""
+    skipped = f", {summary.skipped} frames skipped (invalid pose)" if summary.skipped else ""
     print(
         f"Wrote {summary.frames} frames{skipped}, {summary.objects} objects and {summary.relationships} "
         f"ground-truth relationships to {summary.output}"

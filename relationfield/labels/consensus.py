@@ -6,10 +6,11 @@ show the same object (:mod:`relationfield.labels.identity`, grouped here into tr
 about a pair of tracks are pooled over frames:
 
 * a pair stated in at least ``min_frames`` frames is a relation in every frame that shows both tracks and
-  does not state it: its predicates are those stated in at least ``min_frames`` frames (the most stated
-  one when none is), its text embedding that of a statement with the most stated predicate;
-* a pair stated in fewer frames is neither: the frames that do not state it do not teach it "none" either
-  (one statement is weak evidence, as a made-up relation is, but it is not evidence of no relation);
+  does not state it: its predicates are those stated in at least ``predicate_share`` of its stating frames
+  (the most stated one when none is), its text embedding that of a statement with the most stated predicate;
+* a pair stated in fewer frames is neither (with ``ignore_rare``): the frames that do not state it do not
+  teach it "none" either (one statement is weak evidence, as a made-up relation is, but it is not evidence
+  of no relation);
 * a pair never stated stays "none", as before.
 
 A frame's own statements are never changed, so labels that state every relation (``label-gt`` without

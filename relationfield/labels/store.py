@@ -177,9 +177,11 @@ class LabelStore:
         source: torch.Tensor,
         ignored: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> LabelStore:
-        # predicates: [A, K] predicate ids padded with -1 (K may differ from the store's).
         """A copy with relations added (each with the text embedding of stated relation ``source``) and
         ``ignored`` (subject, object) pairs that :meth:`relation_lookup` reports as ``IGNORED_RELATION``.
+
+        ``frame``, ``subject``, ``obj`` and ``source`` are ``[A]``; ``predicates`` is ``[A, K]``, predicate ids
+        padded with -1 (``K`` may differ from the store's width).
 
         Raises:
             UserError: an added pair is already a relation of its frame.
