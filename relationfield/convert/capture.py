@@ -21,13 +21,15 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import trimesh
 from PIL import Image
 
 from relationfield.errors import UserError
+
+T = TypeVar("T")
 
 OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
 """Right-multiplying a camera-to-world matrix by this flips its y and z axes (OpenCV <-> OpenGL cameras)."""
@@ -217,6 +219,22 @@ class CaptureWriter:
         }
         _write_json(self.output / "transforms.json", transforms)
         return self.output
+
+
+def check_frame_options(stride: Any, max_frames: Any, downscale: Any) -> None:
+    """Raise UserError unless stride and downscale are positive integers and max_frames is None or one."""
+    for name, value in (("stride", stride), ("downscale", downscale), ("max_frames", max_frames)):
+        if name == "max_frames" and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise UserError(f"{name} must be a positive integer, got {value!r}")
+
+
+def spread(items: Sequence[T], most: int | None) -> list[T]:
+    """At most ``most`` of ``items`` (all when None), evenly spread, first and last kept."""
+    if most is None or len(items) <= most:
+        return list(items)
+    return [items[i] for i in np.round(np.linspace(0, len(items) - 1, most)).astype(int)]
 
 
 def scene_graph_objects(labels: dict[int, str], boxes: dict[int, tuple[list[float], list[float]]]) -> list[dict]:

@@ -25,6 +25,7 @@ from relationfield.convert.capture import (
     CaptureWriter,
     ConvertedFrame,
     scene_graph_objects,
+    spread,
 )
 from relationfield.errors import UserError
 from relationfield.progress import step_progress
@@ -51,15 +52,6 @@ class ConvertSummary(CaptureSummary):
     """Wall time of the conversion."""
     notes: tuple[str, ...] = ()
     """Remarks for the user: undistortion, dropped test frames, missing ground truth, mesh misalignment."""
-
-
-def check_options(stride: Any, max_frames: Any, downscale: Any) -> None:
-    """Raise UserError unless stride and downscale are positive integers and max_frames is None or one."""
-    for name, value in (("stride", stride), ("downscale", downscale), ("max_frames", max_frames)):
-        if name == "max_frames" and value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise UserError(f"{name} must be a positive integer, got {value!r}")
 
 
 def check_scene(scene: Path, output: Path) -> tuple[Path, Path]:
@@ -93,9 +85,7 @@ def pick_frames(poses: Sequence[np.ndarray], stride: int, max_frames: int | None
     3RScan converter does), and how many of the stride selection had an invalid pose."""
     valid = [index for index in range(0, len(poses), stride) if valid_pose(poses[index])]
     invalid = len(range(0, len(poses), stride)) - len(valid)
-    if max_frames is not None and len(valid) > max_frames:
-        valid = [valid[i] for i in np.round(np.linspace(0, len(valid) - 1, max_frames)).astype(int)]
-    return valid, invalid
+    return spread(valid, max_frames), invalid
 
 
 def read_json(path: Path, what: str) -> Any:

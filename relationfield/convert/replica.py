@@ -25,13 +25,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from relationfield.convert.capture import AnnotatedMesh, CaptureWriter, ConvertedFrame
+from relationfield.convert.capture import AnnotatedMesh, CaptureWriter, ConvertedFrame, check_frame_options
 from relationfield.convert.common import (
     DEPTH_AGREEMENT_METRES,
     ID_OFFSET,
     ConvertSummary,
     annotated_mesh,
-    check_options,
     check_scene,
     labelled_objects,
     lazy_frames,
@@ -180,7 +179,7 @@ def convert_replica(
     Raises UserError for missing or malformed files, bad arguments and an existing capture without ``overwrite``.
     """
     start = time.perf_counter()
-    check_options(stride, max_frames, downscale)
+    check_frame_options(stride, max_frames, downscale)
     scene, output = check_scene(scene, output)
     images, depths = list_frames(scene)
     poses = read_trajectory(scene / "traj.txt", len(images))

@@ -30,7 +30,9 @@ from relationfield.convert.capture import (
     CaptureSummary,
     CaptureWriter,
     ConvertedFrame,
+    check_frame_options,
     scene_graph_objects,
+    spread,
 )
 from relationfield.convert.rscan_files import (
     INFO_FILE,
@@ -111,7 +113,7 @@ def convert_3rscan(
     shrinks images, depth and intrinsics by the integer ``downscale``. ``scan_id`` (default: the folder's name) picks
     the relationships.json entry. Raises :class:`UserError` for missing or malformed files and bad arguments.
     """
-    _check_arguments(stride, max_frames, downscale)
+    check_frame_options(stride, max_frames, downscale)
     scan = Path(scan)
     if not scan.is_dir():
         raise UserError(f"{scan} is not a directory (expected a 3RScan scan folder).")
@@ -163,14 +165,6 @@ def _meta(
     }
 
 
-def _check_arguments(stride: Any, max_frames: Any, downscale: Any) -> None:
-    for name, value in (("stride", stride), ("max_frames", max_frames), ("downscale", downscale)):
-        if value is None and name == "max_frames":
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise UserError(f"{name} must be a positive integer, got {value!r}.")
-
-
 def _check_downscale(info: SequenceInfo, downscale: int, where: str) -> None:
     if min(info.color_size) // downscale < 1:
         raise UserError(f"downscale {downscale} leaves no pixel of the {info.color_size} images of {where}.")
@@ -193,10 +187,7 @@ def _select_frames(
             skipped += 1
     if not valid:
         raise UserError(f"All {skipped} selected frames of {sequence.where(INFO_FILE)} have invalid (inf/NaN) poses.")
-    if max_frames is not None and len(valid) > max_frames:
-        keep = np.round(np.linspace(0, len(valid) - 1, max_frames)).astype(int)
-        valid = [valid[i] for i in keep]
-    return valid, skipped
+    return spread(valid, max_frames), skipped
 
 
 def _ground_truth(scan: Path, relationships: Path | None, scan_id: str) -> _Truth:

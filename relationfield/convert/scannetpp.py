@@ -25,13 +25,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from relationfield.convert.capture import AnnotatedMesh, CaptureWriter, ConvertedFrame
+from relationfield.convert.capture import AnnotatedMesh, CaptureWriter, ConvertedFrame, check_frame_options
 from relationfield.convert.common import (
     ID_OFFSET,
     ConvertSummary,
     annotated_mesh,
     as_pose,
-    check_options,
     check_scene,
     labelled_objects,
     lazy_frames,
@@ -274,7 +273,7 @@ def convert_scannetpp(
     Raises UserError for missing or malformed files, bad arguments and an existing capture without ``overwrite``.
     """
     start = time.perf_counter()
-    check_options(stride, max_frames, downscale)
+    check_frame_options(stride, max_frames, downscale)
     scene, output = check_scene(scene, output)
     source = read_source(scene)
     camera = source.camera
