@@ -25,6 +25,7 @@ from torch import Tensor
 from torch.nn import Parameter
 
 from relationfield.compat import offline_safe_lpips
+from relationfield.contraction import speed_up_contractions
 from relationfield.hash_grid import speed_up_hash_grids
 from relationfield.heads import FeatureHead, GridSpec, RelationHead, topk_samples
 from relationfield.labels.spec import LABEL_SPEC_KEY, LabelSpec
@@ -99,6 +100,7 @@ class RelationFieldModel(NerfactoModel):
             spec.relation_dim, self.config.relation_grid, implementation, self.config.relation_offset_frequencies
         )
         speed_up_hash_grids(self)  # this model's torch hash grids only (nerfacto's field, proposals, heads)
+        speed_up_contractions(self)  # and its scene contraction (shared by the field and the proposals)
         self.relation_query: Tensor | None = None
         """Query position z (normalised world frame, [3]) for rendering relation features at inference."""
         self.render_features = True

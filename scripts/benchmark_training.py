@@ -5,8 +5,8 @@ batch) and train for the same number of steps through nerfstudio's train loop. R
 
 * step time of each method (median of the trainer's per-iteration timings after warm-up) and the ratios:
   ``step_time_ratio`` against stock nerfacto (nerfstudio's torch hash grids), ``step_time_ratio_same_grids``
-  against nerfacto with RelationField's faster torch grids (:mod:`relationfield.hash_grid`), i.e. what the
-  feature heads alone cost;
+  against nerfacto with RelationField's faster torch grids and contraction (:mod:`relationfield.hash_grid`,
+  :mod:`relationfield.contraction`), i.e. what the feature heads alone cost;
 * eval-split PSNR of each method and the difference (RelationField's target: within 0.5 dB);
 * RelationField's held-out semantic and relation accuracies (per predicate).
 
@@ -26,6 +26,7 @@ from pathlib import Path
 import tyro
 from nerfstudio.models.nerfacto import NerfactoModel
 
+from relationfield.contraction import speed_up_contractions
 from relationfield.hash_grid import speed_up_hash_grids
 
 
@@ -118,12 +119,13 @@ def nerfacto_like(lite) -> object:
 
 
 class NerfactoFastGrid(NerfactoModel):
-    """nerfacto with RelationField's faster torch hash grids (this benchmark's baseline only; at module level so
-    that the run's config.yml can name it)."""
+    """nerfacto with RelationField's faster torch hash grids and scene contraction (this benchmark's baseline only;
+    at module level so that the run's config.yml can name it)."""
 
     def populate_modules(self) -> None:
         super().populate_modules()
         speed_up_hash_grids(self)
+        speed_up_contractions(self)
 
 
 def nerfacto_fast_grid(lite) -> object:
