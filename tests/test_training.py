@@ -23,6 +23,30 @@ def test_methods_are_registered_with_nerfstudio():
     assert "relation" in descriptions["relationfield"].lower()
 
 
+def test_presets_use_fused_adam_with_adams_updates():
+    from relationfield.config import FusedAdamOptimizerConfig, relationfield_config, relationfield_lite_config
+
+    for preset in (relationfield_config(), relationfield_lite_config()):
+        assert {type(group["optimizer"]) for group in preset.optimizers.values()} == {FusedAdamOptimizerConfig}
+    config = relationfield_lite_config().optimizers["relationfield_heads"]["optimizer"]
+    torch.manual_seed(0)
+    start = [torch.randn(300, 2), torch.randn(7)]
+    grads = [[torch.randn_like(p) for p in start] for _ in range(4)]
+    results = []
+    for fused, make in ((True, config.setup), (None, lambda ps: torch.optim.Adam(ps, lr=config.lr, eps=config.eps))):
+        params = [torch.nn.Parameter(p.clone()) for p in start]
+        optimizer = make(params)
+        assert optimizer.defaults["fused"] is fused
+        for step in grads:
+            for param, grad in zip(params, step):
+                param.grad = grad.clone()
+            optimizer.step()
+        results.append(params)
+    assert results[0][0].data.sub(start[0]).abs().max() > 1e-3  # the steps moved the parameters
+    for fused, plain in zip(*results):
+        assert torch.allclose(fused, plain, atol=1e-6)
+
+
 def test_ns_train_help_lists_the_methods():
     ns_train = Path(sys.executable).with_name("ns-train")
     result = subprocess.run([str(ns_train), "--help"], capture_output=True, text=True, timeout=300)
