@@ -62,8 +62,8 @@ def reduce_dims(features: Tensor, dims: int) -> np.ndarray:
 def cluster_instances(features: Tensor, config: ExtractionConfig) -> np.ndarray:
     """HDBSCAN cluster id per point (-1 = noise) from (unit-norm) clustering features.
 
-    HDBSCAN runs on a random subsample of ``cluster_points`` points in ``cluster_dims`` PCA dimensions;
-    every other point takes the label of its nearest subsampled neighbour in that space. A second pass
+    HDBSCAN runs on up to ``cluster_points`` points (a random subsample beyond) in ``cluster_dims`` PCA
+    dimensions; every point left out takes the label of its nearest subsampled neighbour in that space. A second pass
     clusters what the first called noise and keeps the clusters that are unlike every first-pass cluster
     (:func:`recluster_noise`).
     """
@@ -91,6 +91,8 @@ def _hdbscan_labels(
     sub_labels = hdbscan.HDBSCAN(min_cluster_size=min_size, min_samples=min_samples).fit_predict(reduced[sample])
     if (sub_labels < 0).all():
         return np.full(len(members), -1)
+    if len(sample) == len(members):
+        return sub_labels
     _, nearest = cKDTree(reduced[sample]).query(reduced[members], k=1)
     return sub_labels[nearest]
 

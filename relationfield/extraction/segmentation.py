@@ -10,6 +10,7 @@ from torch import Tensor
 
 from relationfield.extraction.clustering import cluster_instances, clustering_features, merge_parts, split_connected
 from relationfield.extraction.config import ExtractionConfig, Progress, no_progress
+from relationfield.extraction.stains import absorb_stains
 from relationfield.extraction.surface import surface_points
 from relationfield.query import FieldQuery
 
@@ -58,6 +59,7 @@ def segment(query: FieldQuery, config: ExtractionConfig, progress: Progress = no
     labels = cluster_instances(joint, config)
     labels = split_connected(world, labels, voxel, config.min_node_points)
     labels = merge_parts(world, labels, joint.numpy(), config, voxel)
+    labels = absorb_stains(world, labels, voxel, config.stain_voxels)
     return Segmentation(points, world, labels, semantic, instance)
 
 
