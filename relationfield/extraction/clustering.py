@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -24,6 +26,7 @@ __all__ = [
     "cluster_instances",
     "clustering_features",
     "merge_parts",
+    "node_boxes",
     "recluster_noise",
     "reduce_dims",
     "split_connected",
@@ -63,9 +66,9 @@ def cluster_instances(features: Tensor, config: ExtractionConfig) -> np.ndarray:
     """HDBSCAN cluster id per point (-1 = noise) from (unit-norm) clustering features.
 
     HDBSCAN runs on up to ``cluster_points`` points (a random subsample beyond) in ``cluster_dims`` PCA
-    dimensions; every point left out takes the label of its nearest subsampled neighbour in that space. A second pass
-    clusters what the first called noise and keeps the clusters that are unlike every first-pass cluster
-    (:func:`recluster_noise`).
+    dimensions; every point left out takes the label of its nearest subsampled neighbour in that space. A
+    second pass clusters what the first called noise and keeps the clusters that are unlike every
+    first-pass cluster (:func:`recluster_noise`).
     """
     n = len(features)
     if n == 0:
@@ -154,6 +157,15 @@ def split_connected(points: np.ndarray, labels: np.ndarray, voxel: float, min_po
     return out
 
 
+def node_boxes(points: np.ndarray, labels: np.ndarray, ids: Iterable[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Axis-aligned box (min corner, max corner) of the points of each node in ``ids``."""
+    boxes = {}
+    for i in ids:
+        members = points[labels == i]
+        boxes[int(i)] = (members.min(0), members.max(0))
+    return boxes
+
+
 def box_gap(a_min: np.ndarray, a_max: np.ndarray, b_min: np.ndarray, b_max: np.ndarray) -> float:
     """Distance between two axis-aligned boxes (0 when they touch or overlap)."""
     gap = np.maximum(0.0, np.maximum(a_min - b_max, b_min - a_max))
@@ -168,7 +180,7 @@ def merge_parts(
     if len(ids) < 2:
         return labels
     means = unit(np.stack([features[labels == i].mean(0) for i in ids]))
-    boxes = [(points[labels == i].min(0), points[labels == i].max(0)) for i in ids]
+    boxes = list(node_boxes(points, labels, ids).values())
     similarity = means @ means.T
     joined = [
         (a, b)

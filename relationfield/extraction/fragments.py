@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from relationfield.extraction.clustering import box_gap
+from relationfield.extraction.clustering import box_gap, node_boxes
 from relationfield.extraction.config import ExtractionConfig
 from relationfield.scene_graph import SceneNode
 
@@ -28,7 +28,7 @@ def absorb_fragments(
         return labels
     extent = float((world.max(0) - world.min(0)).max())
     voxel = 2.0 * extent / config.voxels_per_side
-    boxes = {n.id: (world[labels == n.id].min(0), world[labels == n.id].max(0)) for n in nodes}
+    boxes = node_boxes(world, labels, [n.id for n in nodes])
     by_size = sorted(nodes, key=lambda n: -n.point_count)
     target: dict[int, int] = {}
     for small in by_size:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-from relationfield.extraction.clustering import box_gap
+from relationfield.extraction.clustering import box_gap, node_boxes
 
 __all__ = ["absorb_stains", "plane_spread"]
 
@@ -42,15 +42,15 @@ def absorb_stains(world: np.ndarray, labels: np.ndarray, voxel: float, stain_vox
     if stain_voxels <= 0 or len(ids) < 2:
         return labels
     members = {int(i): np.nonzero(labels == i)[0] for i in ids}
-    boxes = {i: (world[m].min(0), world[m].max(0)) for i, m in members.items()}
+    boxes = node_boxes(world, labels, members)
     size = dict(zip(ids.tolist(), counts.tolist()))
     trees: dict[int, cKDTree] = {}
     out = labels.copy()
     for small in sorted(size, key=size.get):
         touching = [i for i in size if box_gap(*boxes[small], *boxes[i]) <= 2 * voxel]
         hosts = [i for i in touching if size[i] >= HOST_RATIO * size[small]]
+        own = world[members[small]]
         for host in sorted(hosts, key=lambda i: -size[i]):
-            own = world[members[small]]
             if host not in trees:
                 trees[host] = cKDTree(world[members[host]])
             nearest = trees[host].query(own.mean(0), k=min(PLANE_POINTS, size[host]))[1]
