@@ -123,9 +123,10 @@ def relationfield_lite_config() -> TrainerConfig:
                 log2_hashmap_size=16,
                 hidden_dim=32,
                 hidden_dim_color=32,
-                # 32 + 16 and 16 samples were 30% faster on the demo at the same recalls, but the tests' tiny
-                # 300-step run then learned too little of the references (tests/test_reference_learning.py)
-                num_proposal_samples_per_ray=(64, 32),
+                # few proposal samples: on a CPU the proposal networks cost more than the field
+                # (scripts/profile_step.py); 16 field samples as well left the tests' tiny 300-step run
+                # too little of the references (tests/test_reference_learning.py), 24 do not
+                num_proposal_samples_per_ray=(32, 16),
                 num_nerf_samples_per_ray=24,
                 proposal_net_args_list=[
                     {"hidden_dim": 16, "log2_hashmap_size": 14, "num_levels": 5, "max_res": 64, "use_linear": False},
