@@ -18,7 +18,7 @@ class Demo:
     output: Path = Path("outputs/relationfield-demo")
     """Directory for the capture, the run, the scene graph and the evaluation (finished stages are reused)."""
     steps: int = 800
-    """Training steps (about 0.3 s each on a 2-core CPU)."""
+    """Training steps (about 0.25 s each on a 2-core CPU)."""
     frames: int = 60
     """Frames of the synthetic capture."""
     resolution: str = "128x96"
