@@ -35,6 +35,9 @@ class ExportSceneGraph:
     """Score every ordered pair of objects, not only those within --max-distance."""
     max_distance: float = 3.0
     """Candidate pairs are objects whose boxes are at most this far apart (world units)."""
+    measured_weight: float = 0.5
+    """Weight of close by, bigger / smaller than and higher / lower than measured from the objects' boxes against
+    the field's scores of them (0: the field alone; set 0 for a capture not in metres, e.g. plain COLMAP)."""
     max_views: int = 80
     """Training views that give surface points (evenly spread)."""
     surface: Literal["auto", "rendered", "depth"] = "auto"
@@ -63,6 +66,7 @@ class ExportSceneGraph:
         config = ExtractionConfig(
             all_pairs=self.all_pairs,
             max_distance=self.max_distance,
+            measured_weight=self.measured_weight,
             max_views=self.max_views,
             view_pixels=self.view_pixels,
             surface=self.surface,

@@ -79,6 +79,19 @@ class ExtractionConfig:
     implied_predicates: bool = True
     """Raise a link's score of a predicate that another entails ("standing on" entails "supported by") to the
     entailing predicate's score (relationfield.vocab.IMPLIED)."""
+    measured_weight: float = 0.5
+    """Weight of the predicates measured from the nodes' boxes (close by, bigger / smaller than, higher / lower
+    than; relationfield.extraction.measured) against the field's scores of them; 0 turns measuring off. World
+    units: metric captures (synthetic, ScanNet++, 3RScan) as they are, a COLMAP capture only once scaled."""
+    close_by_gap: float = 0.3
+    """Measured "close by": the two boxes at most this far apart (world units)."""
+    comparison_gap: float = 1.0
+    """Measured size and height comparisons: only for boxes at most this far apart (world units)."""
+    volume_ratio: float = 2.0
+    """Measured "bigger than": the subject's box volume at least this many times the object's."""
+    measure_tolerance: float = 0.02
+    """How far lengths measured on surface points may be off (world units; the spacing of the points of a
+    room-sized export): the width of the measured rules' soft thresholds."""
     all_pairs: bool = False
     """Score every ordered pair of nodes instead."""
     subject_samples: int = 48

@@ -18,6 +18,7 @@ from relationfield.extraction.clustering import box_gap
 from relationfield.extraction.config import ExtractionConfig, Progress, no_progress
 from relationfield.extraction.converse import fuse_converses
 from relationfield.extraction.implication import fuse_implications
+from relationfield.extraction.measured import fuse_measured
 from relationfield.extraction.nodes import top_scores
 from relationfield.query import FieldQuery
 from relationfield.scene_graph import SceneLink, SceneNode
@@ -49,8 +50,10 @@ def score_links(
     config: ExtractionConfig,
     progress: Progress = no_progress,
 ) -> list[SceneLink]:
-    """Score the candidate pairs in batches: x on the subject, z on the object, averaged features; then let
-    converse predicates of the two directions of a pair agree (:mod:`relationfield.extraction.converse`)."""
+    """Score the candidate pairs in batches: x on the subject, z on the object, averaged features; then raise
+    entailed predicates (:mod:`~relationfield.extraction.implication`), mix in the predicates measured from the
+    boxes (:mod:`~relationfield.extraction.measured`) and let converse predicates of the two directions of a
+    pair agree (:mod:`~relationfield.extraction.converse`)."""
     texts = [*predicates, NONE_PREDICATE]
     none_index = len(texts) - 1
     members = [torch.from_numpy(np.nonzero(labels == node.id)[0]) for node in nodes]
@@ -76,6 +79,7 @@ def score_links(
     links: list[SceneLink] = []
     if config.implied_predicates:
         rows = fuse_implications(rows, texts)
+    rows = fuse_measured(rows, texts, nodes, config)
     for (a, b), row in fuse_converses(rows, texts, config.converse_weight).items():
         scores = top_scores(row, texts, config.predicate_top_k, always=none_index)
         best = max(((n, s) for n, s in scores if n != NONE_PREDICATE), key=lambda item: item[1])
