@@ -44,6 +44,15 @@ def test_close_by_and_comparisons_need_the_boxes_near_each_other():
     assert book_in_shelf["close by"] == 0.0 and book_in_shelf["smaller than"] > 0.99
 
 
+def test_what_stands_on_a_part_of_an_object_is_not_close_by_but_what_stands_under_it_is():
+    desk_with_shelf = box([0, 0, 0], [1.4, 0.7, 1.2])  # desktop at 0.75, a raised shelf at the back
+    cup = box([0.3, 0.1, 0.76], [0.38, 0.18, 0.86])
+    assert measure_pair(cup, desk_with_shelf, CONFIG)["close by"] == 0.0
+    tucked_chair = box([0.5, 0.5, 0], [0.95, 0.95, 0.9])  # under the desktop, standing on the floor
+    assert measure_pair(tucked_chair, desk_with_shelf, CONFIG)["close by"] > 0.99
+    assert measure_pair(desk_with_shelf, tucked_chair, CONFIG)["close by"] > 0.99
+
+
 def test_thresholds_follow_the_config():
     near = box([1.45, 0.2, 0], [1.85, 0.6, 1.8])  # 0.25 m from the table, 0.4 of its volume
     assert measure_pair(near, TABLE, CONFIG)["close by"] > 0.9

@@ -8,8 +8,8 @@ soft truth value of each of these predicates from the two nodes' boxes and mixes
 
 The rules are the synthetic ground truth's definitions (README, "Ground truth"), in world units:
 
-* ``close by``: box gap at most ``close_by_gap``, and neither box rests on the other's top nor lies within it
-  (support and containment are other predicates);
+* ``close by``: box gap at most ``close_by_gap``, and neither box rests on the other (or a part of it) nor
+  lies within it (support and containment are other predicates);
 * ``bigger than`` / ``smaller than``: box gap at most ``comparison_gap`` and box volume ratio at least
   ``volume_ratio``;
 * ``higher than`` / ``lower than``: box gap at most ``comparison_gap`` and the subject's bottom at or above
@@ -41,6 +41,9 @@ MEASURED_PREDICATES: tuple[str, ...] = ("close by", "bigger than", "smaller than
 CONTACT_TOLERANCES = 3.0
 """A box whose bottom is at most this many ``measure_tolerance`` above another's top (over it) rests on it."""
 
+FOOTPRINT_SHARE = 0.5
+"""A box rests on another only if at least this share of its footprint lies over the other's."""
+
 LOG_RATIO_WIDTH = 0.1
 """Width of the volume-ratio step in natural log units (a 10% error in a volume ratio)."""
 
@@ -67,12 +70,15 @@ def _step(margin: float, width: float) -> float:
 
 
 def _rests_on(top: Box, base: Box, tolerance: float) -> bool:
-    """``top``'s bottom at ``base``'s top with their footprints overlapping. Surface points miss the occluded
-    contact (a box on a box: its lowest visible points were 4 cm above its bottom), so up to
-    :data:`CONTACT_TOLERANCES` tolerances of air between them count as contact."""
-    overlap = np.minimum(top.high[:2], base.high[:2]) - np.maximum(top.low[:2], base.low[:2])
-    lift = top.low[2] - base.high[2]
-    return -tolerance <= lift <= CONTACT_TOLERANCES * tolerance and bool((overlap > 0).all())
+    """``top`` stands on ``base`` or on a part of it: most of its footprint over ``base``'s, its bottom above
+    ``base``'s bottom and at most a little above ``base``'s top. A desk's box reaches above its desktop when
+    it has a raised shelf, and surface points miss occluded contacts (a box on a box: its lowest visible points
+    were 4 cm above its bottom), hence :data:`CONTACT_TOLERANCES` tolerances of slack."""
+    slack = CONTACT_TOLERANCES * tolerance
+    overlap = np.clip(np.minimum(top.high[:2], base.high[:2]) - np.maximum(top.low[:2], base.low[:2]), 0.0, None)
+    footprint = float(np.prod(np.clip(top.high[:2] - top.low[:2], 1e-9, None)))
+    lifted = base.low[2] + slack < top.low[2] <= base.high[2] + slack
+    return lifted and float(np.prod(overlap)) >= FOOTPRINT_SHARE * footprint
 
 
 def _within(inner: Box, outer: Box, tolerance: float) -> bool:
