@@ -8,8 +8,9 @@ Each level is a full `relationfield demo --realism LEVEL` in OUTPUT/LEVEL (same 
 capture; finished stages are reused), whose report includes the paper-style relation-guided segmentation
 (referring queries about twins) and its CLIP-only baseline. "GT triples stated" is the share of the ground
 truth's triples that the level's labels state in at least one frame, directly or as the reverse pair's
-converse (:mod:`relationfield.labels.coverage`): what the labels give evidence for. Prints a markdown table
-and writes it to OUTPUT/realism.md and OUTPUT/realism.json.
+converse (:mod:`relationfield.labels.coverage`): what the labels give evidence for. Prints a markdown table,
+and a second one of Predicate R@3 by ground-truth predicate per level, and writes them to OUTPUT/realism.md
+and OUTPUT/realism.json.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import tyro
 
@@ -60,6 +62,7 @@ def measure(args: Args, level: str) -> dict[str, float]:
     # queries about twins) with its CLIP-only baseline.
     result = json.loads(report.eval_json.read_text(encoding="utf-8"))
     referring = result["referring_segmentation"]
+    by_predicate = result["recall"]["predicate_by_predicate"]
     return {
         "stated": stated_share(out / "capture", level),
         "object_r5": result["recall"]["object"]["5"],
@@ -71,6 +74,9 @@ def measure(args: Args, level: str) -> dict[str, float]:
         "guided_iou": referring["mean_iou"],
         "baseline_top1": referring["baseline_top1_accuracy"],
         "seconds": time.perf_counter() - start,
+        "predicate_r3_by_predicate": {
+            p: [entry["triplets"], entry["recall"]["3"]] for p, entry in by_predicate.items()
+        },
     }
 
 
@@ -93,12 +99,24 @@ def table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def predicate_table(rows: dict[str, dict[str, Any]]) -> str:
+    """Predicate R@3 of each GT predicate per level, in percent (where the levels lose their predicates)."""
+    predicates = sorted({p for r in rows.values() for p in r["predicate_r3_by_predicate"]})
+    lines = [f"| predicate | GT triplets | {' | '.join(rows)} |", "|---|---|" + "---|" * len(rows)]
+    for p in predicates:
+        entries = [r["predicate_r3_by_predicate"].get(p) for r in rows.values()]
+        count = next(e[0] for e in entries if e is not None)
+        cells = ["n/a" if e is None or e[1] is None else f"{100 * e[1]:.1f}" for e in entries]
+        lines.append(f"| {p} | {count} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
 def main(args: Args) -> None:
     unknown = [level for level in args.levels if level not in REALISM_LEVELS]
     if unknown:
         raise SystemExit(f"unknown realism level(s) {unknown}; choose from {', '.join(REALISM_LEVELS)}")
     rows = {level: measure(args, level) for level in args.levels}
-    text = table(rows)
+    text = table(rows) + "\n\nPredicate R@3 by ground-truth predicate (%):\n\n" + predicate_table(rows)
     print(text)
     (args.output / "realism.md").write_text(text + "\n", encoding="utf-8")
     (args.output / "realism.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")

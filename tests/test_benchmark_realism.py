@@ -35,3 +35,8 @@ def test_the_benchmark_scores_clean_and_typical_labels(tmp_path, capsys):
     assert '"typical"' in manifests["typical"] and "realism" not in manifests["none"]
     assert json.loads((tmp_path / "typical" / "demo.json").read_text())["realism"] == "typical"
     assert (tmp_path / "realism.md").read_text().startswith("| labels |")
+    assert "Predicate R@3 by ground-truth predicate" in printed
+    for level, row in rows.items():  # the per-predicate figures add up to the level's Predicate R@3
+        by_predicate = row["predicate_r3_by_predicate"]
+        hits = sum(count * r3 for count, r3 in by_predicate.values())
+        assert hits / sum(count for count, _ in by_predicate.values()) == pytest.approx(row["predicate_r3"]), level

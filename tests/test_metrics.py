@@ -199,6 +199,28 @@ def test_main_case_recalls_exact() -> None:
     assert result.matching == "iou" and result.gt_format == "objects"
 
 
+def test_predicate_recall_by_predicate_and_its_mean() -> None:
+    # The main case's predicate ranks: close by 1, smaller than 2, bigger than 2, standing on miss, miss.
+    result = evaluate(*main_case())
+    assert result.predicate_by_predicate == {
+        "bigger than": (1, {1: 0.0, 3: 1.0, 5: 1.0}),
+        "close by": (1, {1: 1.0, 3: 1.0, 5: 1.0}),
+        "smaller than": (1, {1: 0.0, 3: 1.0, 5: 1.0}),
+        "standing on": (2, {1: 0.0, 3: 0.0, 5: 0.0}),
+    }
+    assert result.mean_predicate_recall == {1: 1 / 4, 3: 3 / 4, 5: 3 / 4}  # each predicate counts once
+    data = result.to_json()["recall"]
+    assert data["predicate_mean"] == {"1": 0.25, "3": 0.75, "5": 0.75}
+    assert data["predicate_by_predicate"]["standing on"] == {"triplets": 2, "recall": {"1": 0.0, "3": 0.0, "5": 0.0}}
+    text = result.to_markdown()
+    assert "| Predicate, mean over predicates R@1 / R@3 / R@5 | 25.00 / 75.00 / 75.00 |" in text
+    assert "| predicate | GT triplets | Predicate R@1 / R@3 / R@5 (%) | Reference R@1 / R@3 (%) |" in text
+    assert "| standing on | 2 | 0.00 / 0.00 / 0.00 | 0.00 / 0.00 |" in text
+    other = evaluate(*main_case(), protocol="3dssg")  # other protocols rank differently: no breakdown
+    assert other.predicate_by_predicate is None and "predicate_mean" not in other.to_json()["recall"]
+    assert "| predicate | GT triplets | Reference R@1 / R@3 (%) |" in other.to_markdown()
+
+
 def test_triplet_rank_ties_within_float_rounding_count_against_us() -> None:
     # subject {a .1, b .3} x object {c .2} x predicates {p .3, q .1}
     # GT (a, c, p) = (.1*.2)*.3 = 0.006000000000000001; (b, c, q) = (.3*.2)*.1 = 0.006 is the same

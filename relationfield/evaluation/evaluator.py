@@ -139,6 +139,7 @@ def _result(rules: Rules, recalls: ProtocolRecalls, counted: _Counted, **setting
         protocol=rules.name,
         num_none_triplets=recalls.none_triplets,
         num_subgraphs=recalls.subgraphs,
+        predicate_by_predicate=recalls.predicate_by_predicate,
         **settings,
     )
 

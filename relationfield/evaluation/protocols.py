@@ -31,6 +31,7 @@ from relationfield.evaluation.ranking import (
     TRIPLET_REL_TOL,
     object_ranks,
     recall,
+    recall_by_predicate,
     triplet_ranks,
 )
 from relationfield.evaluation.schema import Box, Scores
@@ -231,6 +232,8 @@ class ProtocolRecalls:
     """GT "none" triples (unrelated ordered pairs) scored; None when the protocol scores none."""
     subgraphs: int | None
     """Subgraphs the recalls are averaged over; None when they are pooled."""
+    predicate_by_predicate: dict[str, tuple[int, dict[int, float | None]]] | None = None
+    """Predicate R@k of each GT predicate's triplets, with their count; the default protocol only."""
 
 
 @dataclass(frozen=True)
@@ -364,6 +367,7 @@ def protocol_recalls(
             evaluated_links=ranks.evaluated_links,
             none_triplets=None,
             subgraphs=None,
+            predicate_by_predicate=recall_by_predicate(triplets, ranks.predicate, PREDICATE_KS),
         )
     scene = _Scene(truth, pred, node_of)
     groups = [[obj.id for obj in objects]] if subgraphs is None else [list(g) for g in subgraphs]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -47,6 +48,16 @@ def recall(ranks: Sequence[int | None], ks: Sequence[int]) -> dict[int, float | 
     if not ranks:
         return {k: None for k in ks}
     return {k: sum(1 for r in ranks if r is not None and r <= k) / len(ranks) for k in ks}
+
+
+def recall_by_predicate(
+    triplets: Sequence[Triplet], ranks: Sequence[int | None], ks: Sequence[int]
+) -> dict[str, tuple[int, dict[int, float | None]]]:
+    """Recall@k of each GT predicate's triplets (``ranks[i]`` is ``triplets[i]``'s), with their count, by name."""
+    groups: dict[str, list[int | None]] = defaultdict(list)
+    for (_, _, predicate), r in zip(triplets, ranks, strict=True):
+        groups[predicate].append(r)
+    return {predicate: (len(group), recall(group, ks)) for predicate, group in sorted(groups.items())}
 
 
 def object_ranks(objects: Sequence[GtObject], pred: Prediction, node_of: Mapping[int, int]) -> list[int | None]:

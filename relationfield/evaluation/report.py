@@ -48,6 +48,17 @@ class EvalResult:
     """GT "none" triples (unrelated ordered pairs) scored by the protocol; None when it scores none."""
     num_subgraphs: int | None = None
     """Subgraphs the recalls are averaged over; None when they are pooled."""
+    predicate_by_predicate: Mapping[str, tuple[int, dict[int, float | None]]] | None = None
+    """Predicate R@k of each GT predicate's triplets, with their count (default protocol only, else None)."""
+
+    @property
+    def mean_predicate_recall(self) -> dict[int, float | None] | None:
+        """Predicate mR@k: Predicate R@k averaged over the GT predicates (each counts once, however many
+        triplets it has); None without :attr:`predicate_by_predicate`."""
+        if not self.predicate_by_predicate:
+            return None
+        per = [r for _, r in self.predicate_by_predicate.values()]
+        return {k: sum(r[k] or 0.0 for r in per) / len(per) for k in self.predicate_recall}
 
     def counts(self) -> dict[str, int]:
         """The counts, by name (the same names as in :meth:`to_json`)."""
@@ -84,6 +95,7 @@ class EvalResult:
                 "object": _recall_to_json(self.object_recall),
                 "predicate": _recall_to_json(self.predicate_recall),
                 "relation": _recall_to_json(self.relation_recall),
+                **self._per_predicate_json(),
             },
             "reference": {
                 "recall": _recall_to_json(self.reference.recall()),
@@ -100,11 +112,31 @@ class EvalResult:
             "matches": [{"gt_id": m.gt_id, "node_id": m.node_id, "iou": m.iou} for m in self.matches],
         }
 
+    def _per_predicate_markdown(self) -> list[str]:
+        """The per-predicate table: GT triplets, Predicate R@k (default protocol) and Reference R@k."""
+        predicate = ""
+        if self.predicate_by_predicate:
+            predicate = f" Predicate {' / '.join(f'R@{k}' for k in self.predicate_recall)} (%) |"
+        header = f"| predicate | GT triplets |{predicate} Reference R@1 / R@3 (%) |"
+        return [header, "|---" * header.count(" | ") + "|---|", *_per_predicate_rows(self)]
+
+    def _per_predicate_json(self) -> dict[str, Any]:
+        """``predicate_mean`` (mR@k) and ``predicate_by_predicate``, when the protocol gives them."""
+        mean = self.mean_predicate_recall
+        if mean is None or self.predicate_by_predicate is None:
+            return {}
+        by_predicate = {
+            p: {"triplets": n, "recall": _recall_to_json(r)} for p, (n, r) in self.predicate_by_predicate.items()
+        }
+        return {"predicate_mean": _recall_to_json(mean), "predicate_by_predicate": by_predicate}
+
     def to_markdown(self) -> str:
         """A small markdown report: a table of recalls (in %), Reference R@k per predicate, and the counts."""
+        mean = self.mean_predicate_recall
         rows = [
             ("Object", self.object_recall),
             ("Predicate", self.predicate_recall),
+            *([] if mean is None else [("Predicate, mean over predicates", mean)]),
             ("Relation (triplet)", self.relation_recall),
             ("Reference", self.reference.recall()),
             ("Reference, support predicates", self.reference.support_recall),
@@ -115,8 +147,7 @@ class EvalResult:
         lines.append(f"| None precision (unrelated pairs) | {_format_percent(self.reference.none_precision)} |")
         mean_iou = "n/a" if self.mean_iou is None else f"{self.mean_iou:.3f}"
         lines.append(f"| Mean IoU of matches | {mean_iou} |")
-        lines += ["", "| predicate | GT triplets | Reference R@1 / R@3 (%) |", "|---|---|---|"]
-        lines += [f"| {p} | {n} | {_format_recalls(r)} |" for p, (n, r) in self.reference.per_predicate().items()]
+        lines += ["", *self._per_predicate_markdown()]
         lines += ["", "| count | value |", "|---|---|"]
         lines += [f"| {name.replace('_', ' ')} | {value} |" for name, value in self.counts().items()]
         ignored = ", ".join(self.ignore_labels) if self.ignore_labels else "none"
@@ -130,6 +161,21 @@ class EvalResult:
             f"Protocol: {self.protocol} ({RULES[self.protocol].summary}).",
         ]
         return "\n".join(lines) + "\n"
+
+
+def _per_predicate_rows(result: EvalResult) -> list[str]:
+    """Rows of the per-predicate table: GT triplets, Predicate R@k (when known), Reference R@k."""
+    reference = result.reference.per_predicate()
+    by_predicate = result.predicate_by_predicate or {}
+    rows = []
+    for p in sorted(set(reference) | set(by_predicate)):
+        count = by_predicate[p][0] if p in by_predicate else reference[p][0]
+        cells = [str(count)]
+        if by_predicate:
+            cells.append(_format_recalls(by_predicate[p][1]) if p in by_predicate else "n/a")
+        cells.append(_format_recalls(reference[p][1]) if p in reference else "n/a")
+        rows.append(f"| {p} | {' | '.join(cells)} |")
+    return rows
 
 
 def _recall_to_json(recall: Mapping[int, float | None]) -> dict[str, float | None]:
