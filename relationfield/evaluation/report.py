@@ -113,17 +113,24 @@ class EvalResult:
         }
 
     def _per_predicate_markdown(self) -> list[str]:
-        """The per-predicate table: GT triplets, Predicate R@k (default protocol) and Reference R@k."""
-        predicate = ""
-        if self.predicate_by_predicate:
-            predicate = f" Predicate {' / '.join(f'R@{k}' for k in self.predicate_recall)} (%) |"
+        """The per-predicate table: GT triplets, Predicate R@k (default protocol only) and Reference R@k."""
+        reference = self.reference.per_predicate()
+        by_predicate = self.predicate_by_predicate or {}
+        predicate = f" Predicate {' / '.join(f'R@{k}' for k in self.predicate_recall)} (%) |" if by_predicate else ""
         header = f"| predicate | GT triplets |{predicate} Reference R@1 / R@3 (%) |"
-        return [header, "|---" * header.count(" | ") + "|---|", *_per_predicate_rows(self)]
+        lines = [header, "|---" * header.count(" | ") + "|---|"]
+        for p in sorted(set(reference) | set(by_predicate)):
+            cells = [str(by_predicate[p][0] if p in by_predicate else reference[p][0])]
+            if by_predicate:
+                cells.append(_format_recalls(by_predicate[p][1]) if p in by_predicate else "n/a")
+            cells.append(_format_recalls(reference[p][1]) if p in reference else "n/a")
+            lines.append(f"| {p} | {' | '.join(cells)} |")
+        return lines
 
     def _per_predicate_json(self) -> dict[str, Any]:
         """``predicate_mean`` (mR@k) and ``predicate_by_predicate``, when the protocol gives them."""
         mean = self.mean_predicate_recall
-        if mean is None or self.predicate_by_predicate is None:
+        if mean is None or not self.predicate_by_predicate:
             return {}
         by_predicate = {
             p: {"triplets": n, "recall": _recall_to_json(r)} for p, (n, r) in self.predicate_by_predicate.items()
@@ -161,21 +168,6 @@ class EvalResult:
             f"Protocol: {self.protocol} ({RULES[self.protocol].summary}).",
         ]
         return "\n".join(lines) + "\n"
-
-
-def _per_predicate_rows(result: EvalResult) -> list[str]:
-    """Rows of the per-predicate table: GT triplets, Predicate R@k (when known), Reference R@k."""
-    reference = result.reference.per_predicate()
-    by_predicate = result.predicate_by_predicate or {}
-    rows = []
-    for p in sorted(set(reference) | set(by_predicate)):
-        count = by_predicate[p][0] if p in by_predicate else reference[p][0]
-        cells = [str(count)]
-        if by_predicate:
-            cells.append(_format_recalls(by_predicate[p][1]) if p in by_predicate else "n/a")
-        cells.append(_format_recalls(reference[p][1]) if p in reference else "n/a")
-        rows.append(f"| {p} | {' | '.join(cells)} |")
-    return rows
 
 
 def _recall_to_json(recall: Mapping[int, float | None]) -> dict[str, float | None]:
