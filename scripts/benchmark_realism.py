@@ -48,8 +48,9 @@ class Args:
     """Train with relations pooled over frames (the demo's --relation-consensus)."""
 
 
-def measure(args: Args, level: str) -> dict[str, float]:
-    """Run the demo at ``level`` and return its figures (fractions), with relation-guided accuracy."""
+def measure(args: Args, level: str) -> dict[str, Any]:
+    """Run the demo at ``level`` and return its figures (fractions), with relation-guided accuracy and
+    ``predicate_r3_by_predicate`` (GT predicate -> [triplets, Predicate R@3])."""
     from relationfield.demo import run_demo
 
     start = time.perf_counter()
