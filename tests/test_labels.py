@@ -223,6 +223,32 @@ def test_segments_from_masks_smaller_wins_and_empty_dropped() -> None:
     assert segments.dtype == np.uint16 and len(kept) == 300
 
 
+def test_segments_from_masks_leave_a_disputed_boundary_unlabelled() -> None:
+    # Two books, one on the other; the lower one's mask bled a pixel up into the upper one's (10 x 4 px).
+    masks = np.zeros((3, 8, 12), dtype=bool)
+    masks[0, 1:5, 1:11] = True  # upper book
+    masks[1, 5:7, 1:11] = True  # lower book, 2 px thick...
+    masks[1, 4, 1:11] = True  # ...bled one row into the upper book (a third of its mask: not nested there)
+    masks[2, 2:4, 4:7] = True  # a label on the upper book's cover: all inside it, nested
+    segments, kept = segments_from_masks(masks)
+    assert kept.tolist() == [0, 1, 2]
+    assert not segments[4, 1:11].any()  # the row both books claim goes to neither
+    assert (segments[5:7, 1:11] == 2).all() and (segments[1:4, 1:4] == 1).all()
+    assert (segments[2:4, 4:7] == 3).all()  # a nested mask still wins its pixels
+
+    # A mask half inside a larger one (not nested at 0.8) keeps the shared pixels deep inside it and loses
+    # only those within the band of the larger one's edge; nested at 0.5, or with no band, it keeps all.
+    half = np.zeros((2, 6, 14), dtype=bool)
+    half[0, :, 0:10] = True  # the large mask; its right edge is column 9
+    half[1, 1:5, 5:13] = True  # 32 px, 20 of them inside the large mask (columns 5-9)
+    segments, _ = segments_from_masks(half)
+    assert (segments[1:5, 5:8] == 2).all() and not segments[1:5, 8:10].any() and (segments[1:5, 10:13] == 2).all()
+    assert (segments[0, 0:10] == 1).all() and (segments[1:5, 0:5] == 1).all()
+    for options in ({"nested_share": 0.5}, {"boundary_band": 0}):
+        segments, _ = segments_from_masks(half, **options)
+        assert (segments[1:5, 5:13] == 2).all(), options
+
+
 # --------------------------------------------------------------------------- staleness and errors
 
 

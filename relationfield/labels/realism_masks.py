@@ -15,8 +15,9 @@ its own generator, so that one rate changes no other step's draws):
    ``boundary_rate`` (:mod:`scipy.ndimage`, 4-connected);
 5. **the cap**: at most ``max_masks`` masks, the largest first (as ``relationfield masks`` keeps).
 
-The masks are then rasterised with :func:`~relationfield.labels.segments.segments_from_masks` (where they
-overlap the smaller wins) and masks left without pixels are gone.
+The masks are then rasterised with :func:`~relationfield.labels.segments.segments_from_masks`, as the
+``masks`` stage rasterises SAM's (a nested mask wins the pixels it shares; pixels two masks dispute, such as a
+dilated boundary over a neighbour's mask, stay unlabelled), and masks left without pixels are gone.
 """
 
 from __future__ import annotations

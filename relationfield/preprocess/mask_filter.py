@@ -1,8 +1,10 @@
 """Keeping the best distinct masks of an image and rasterising them into a masks file's arrays.
 
 SAM proposes many overlapping masks; :func:`filter_masks` keeps the best non-duplicate ones and
-:func:`masks_arrays` turns them into the segment map and scores of ``masks/<stem>.npz`` (smaller
-masks win where masks overlap), as :mod:`relationfield.preprocess.workspace` describes it.
+:func:`masks_arrays` turns them into the segment map and scores of ``masks/<stem>.npz`` (nested
+masks win the pixels they share with larger ones; pixels two masks dispute stay unlabelled, see
+:func:`~relationfield.labels.segments.segments_from_masks`), as :mod:`relationfield.preprocess.workspace`
+describes it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from relationfield.labels.segments import segments_from_masks
+from relationfield.labels.segments import mask_box, segments_from_masks
 from relationfield.preprocess.sam import MaskRecord
 
 
@@ -27,13 +29,6 @@ def _bool_mask(record: Mapping[str, Any]) -> np.ndarray:
     if mask.ndim != 2:
         raise ValueError(f"a mask's segmentation must be a 2D array, got shape {mask.shape}")
     return mask.astype(bool, copy=False)
-
-
-def _bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """``(row0, row1, col0, col1)`` (exclusive ends) of a non-empty mask."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
 def _iou(
@@ -98,7 +93,7 @@ def filter_masks(
     for index in candidates:
         if len(kept) >= max_masks:
             break
-        boxes[index] = _bounding_box(masks[index])
+        boxes[index] = mask_box(masks[index])
         duplicate = any(
             _iou(masks[index], boxes[index], areas[index], masks[other], boxes[other], areas[other]) > duplicate_iou
             for other in kept

@@ -3,7 +3,9 @@
 For every selected frame of the capture the stage runs a
 :class:`~relationfield.preprocess.sam.MaskGenerator` (SAM's automatic mask generator in practice),
 keeps the best non-duplicate masks (:func:`~relationfield.preprocess.mask_filter.filter_masks`),
-rasterises them into one segment map (smaller masks win where masks overlap) and writes the file
+rasterises them into one segment map (a nested mask wins the pixels it shares with the larger one; a
+disputed boundary, where a mask holds pixels near the edge of a mask it is not nested in, stays unlabelled)
+and writes the file
 described in :mod:`relationfield.preprocess.workspace`. Frames whose masks file already records the image's
 current hash are skipped, so an interrupted run resumes where it stopped and a changed image is
 segmented again (only the image's hash is recorded: changing an option does not redo a frame, pass
